@@ -1,0 +1,112 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from nesydet import API_VERSION, __version__
+from nesydet.api.errors import install_error_handlers
+from nesydet.api.middleware import RequestContextMiddleware
+from nesydet.api.openapi import install_openapi
+from nesydet.api.ratelimit import install_rate_limits
+from nesydet.api.routers import system, uploads
+from nesydet.config import Settings, get_settings
+from nesydet.db.session import create_engine, create_sessionmaker
+from nesydet.services.image_checker import ImageChecker
+from nesydet.storage import create_storage
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Neuro-symbolic object detection for aerial images.
+
+Upload images, start an inference job (YOLO + SAHI slicing + NMS + Prolog reasoning), poll its
+status, then fetch detections (JSON, YOLO, COCO, VOC) and annotated images.
+
+Every error has one shape: `status`, `message`, `error_code`, `details`, `timestamp`,
+`request_id`, and `errors[]` when items fail one by one. Every response carries `X-Request-ID`
+and `X-API-Version`.
+"""
+
+
+def new_checker(settings: Settings) -> ImageChecker:
+    """Return an image checker pool configured from the settings."""
+    return ImageChecker(
+        workers=settings.image_check_workers,
+        memory_limit_bytes=settings.image_check_memory_limit_bytes,
+        timeout_s=settings.image_check_timeout_s,
+        min_dim=settings.min_image_dimension,
+        max_dim=settings.max_image_dimension,
+    )
+
+
+def create_app(settings: Settings | None = None, *, checker: ImageChecker | None = None) -> FastAPI:
+    """Return the application; resources are opened in its lifespan.
+
+    Args:
+        settings: the settings; read from the environment when not given.
+        checker: an image checker pool to share (tests); the app makes and owns one otherwise.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.storage = create_storage(settings)
+        own_checker = checker is None
+        app.state.checker = checker or new_checker(settings)
+        settings.staging_dir.mkdir(parents=True, exist_ok=True)
+        await app.state.checker.start()
+        try:
+            yield
+        finally:
+            if own_checker:
+                app.state.checker.close()
+            await engine.dispose()
+
+    app = FastAPIOffline(
+        title="nesydet",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "uploads", "description": "Upload images and read uploads back"},
+            {"name": "system", "description": "Health, readiness and metrics"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.api_version = API_VERSION
+    install_error_handlers(app)
+
+    async def _client_gone(request: Request, exc: Exception) -> Response:
+        log.info("client disconnected during the request")
+        return Response(status_code=400)
+
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.include_router(uploads.router)
+    app.include_router(system.router)
+    install_rate_limits(app, settings)
+    install_openapi(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-API-Version", "ETag", "Retry-After"],
+        )
+    # Added last, so it is the outermost: even CORS and rate-limit answers get an id.
+    app.add_middleware(RequestContextMiddleware)
+    return app

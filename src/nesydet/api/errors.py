@@ -1,0 +1,151 @@
+"""Renders every error, expected or not, in the spec's error envelope."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ExceptionHandler
+
+from nesydet.errors import AppError
+from nesydet.observability.logging import request_id_var
+from nesydet.schemas.common import iso_z
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ("BAD_REQUEST", "Bad request"),
+    401: ("UNAUTHORIZED", "Invalid credentials"),
+    403: ("FORBIDDEN", "Access denied"),
+    404: ("NOT_FOUND", "Resource not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    406: ("NOT_ACCEPTABLE", "Not acceptable"),
+    413: ("REQUEST_TOO_LARGE", "Request body too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+    429: ("RATE_LIMIT_EXCEEDED", "Too many requests, try again later"),
+    500: ("INTERNAL_ERROR", "Server error, please retry"),
+    503: ("SERVICE_UNAVAILABLE", "Service unavailable"),
+}
+
+
+def error_body(
+    *,
+    code: str,
+    message: str,
+    details: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the envelope: flat fields per the spec, the same again under ``error``."""
+    timestamp = iso_z(datetime.now(UTC))
+    request_id = request_id_var.get() or "-"
+    body: dict[str, Any] = {
+        "status": "error",
+        "message": message,
+        "error_code": code,
+        "details": details,
+        "timestamp": timestamp,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    body["error"] = {
+        "code": code,
+        "message": message,
+        "details": details,
+        "timestamp": timestamp,
+        "request_id": request_id,
+    }
+    return body
+
+
+def error_response(
+    status: int,
+    *,
+    code: str,
+    message: str,
+    details: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """Return a JSON response carrying the error envelope."""
+    body = error_body(code=code, message=message, details=details, errors=errors, extra=extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) if parts else ".".join(str(p) for p in loc)
+
+
+def validation_items(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Return one item per failing field, with its dotted path, e.g. ``config.iou_threshold``."""
+    items = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        items.append(
+            {
+                "field": _field_path(loc),
+                "location": str(loc[0]) if loc else "body",
+                "error_code": "INVALID_VALUE",
+                "error": str(err.get("msg", "invalid value")),
+            }
+        )
+    return items
+
+
+async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+    level = logging.ERROR if exc.status_code >= 500 else logging.INFO
+    log.log(level, "request failed", extra={"error_code": exc.code, "details": exc.details})
+    return error_response(
+        exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        details=exc.details,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    items = validation_items(exc)
+    code = (
+        "INVALID_CONFIG"
+        if any(i["field"].startswith("config") for i in items)
+        else "VALIDATION_ERROR"
+    )
+    message = "Invalid configuration" if code == "INVALID_CONFIG" else "Request validation failed"
+    details = "; ".join(f"{i['field']}: {i['error']}" for i in items[:10])
+    return error_response(400, code=code, message=message, details=details, errors=items)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code, message = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "Request failed"))
+    details = exc.detail if isinstance(exc.detail, str) and exc.detail != message else None
+    if exc.status_code == 404 and details in (None, "Not Found"):
+        details = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        details = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(
+        exc.status_code,
+        code=code,
+        message=message,
+        details=details,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the envelope for domain errors, validation errors and HTTP errors."""
+    # Starlette types handlers as taking any Exception; each is only called with its own class.
+    app.add_exception_handler(AppError, cast(ExceptionHandler, _app_error))
+    app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, _validation_error))
+    app.add_exception_handler(StarletteHTTPException, cast(ExceptionHandler, _http_error))

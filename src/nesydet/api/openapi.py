@@ -1,0 +1,68 @@
+"""Post-processing of the generated OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from nesydet.schemas.common import ErrorResponse, error_example
+
+_VALIDATION_EXAMPLE = error_example(
+    "VALIDATION_ERROR",
+    "Request validation failed",
+    "limit: Input should be less than or equal to 100",
+    errors=[
+        {
+            "field": "limit",
+            "location": "query",
+            "error_code": "INVALID_VALUE",
+            "error": "Input should be less than or equal to 100",
+        }
+    ],
+)
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace FastAPI's 422 responses by the 400 envelope this API really sends."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        ref = "#/components/schemas/ErrorResponse"
+        if "ErrorResponse" not in components:
+            components["ErrorResponse"] = ErrorResponse.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        for methods in schema.get("paths", {}).values():
+            for op in methods.values():
+                responses = op.get("responses", {})
+                if responses.pop("422", None) is None:
+                    continue
+                entry = responses.setdefault(
+                    "400",
+                    {
+                        "description": "Request validation failed",
+                        "content": {"application/json": {"schema": {"$ref": ref}, "examples": {}}},
+                    },
+                )
+                media = entry["content"]["application/json"]
+                media.setdefault("examples", {})["VALIDATION_ERROR"] = {
+                    "summary": "Request validation failed",
+                    "value": _VALIDATION_EXAMPLE,
+                }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,141 @@
+"""The ``nesydet`` command: ``serve``, ``worker``, ``run``, ``migrate``, ``predict``, ``eval``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from nesydet.config import Settings, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alembic_config(settings: Settings) -> Any:
+    from alembic.config import Config  # alembic only for this command
+
+    ini = Path("alembic.ini")
+    if not ini.exists():
+        ini = REPO_ROOT / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def _ensure_sqlite_dir(settings: Settings) -> None:
+    if settings.is_sqlite and ":///" in settings.database_url:
+        path = settings.database_url.split(":///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Run ``alembic upgrade`` to ``revision`` against the configured database."""
+    from alembic import command
+
+    _ensure_sqlite_dir(settings)
+    command.upgrade(_alembic_config(settings), revision)
+
+
+def _setup_process(settings: Settings, *, wipe_metrics: bool) -> None:
+    # Multiprocess metrics must be configured before prometheus_client is first imported.
+    from nesydet.observability.logging import configure_logging
+
+    if settings.metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        from nesydet.observability.metrics_dir import prepare
+
+        prepare(settings.metrics_dir, wipe=wipe_metrics)
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    _setup_process(settings, wipe_metrics=args.wipe_metrics)
+    if args.migrate:
+        migrate(settings)
+    import uvicorn
+
+    uvicorn.run(
+        "nesydet.api.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=settings.trust_proxy_headers,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    _setup_process(settings, wipe_metrics=False)
+    migrate(settings, args.revision)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Serve the API and one worker together (the embedded, single-machine set-up)."""
+    settings = get_settings()
+    _setup_process(settings, wipe_metrics=True)
+    migrate(settings)
+    worker: subprocess.Popen[bytes] | None = None
+    if not args.no_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "nesydet.cli", "worker"])
+    try:
+        serve = argparse.Namespace(
+            host=args.host, port=args.port, workers=1, migrate=False, wipe_metrics=False
+        )
+        return _serve(serve)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``nesydet`` command."""
+    parser = argparse.ArgumentParser(prog="nesydet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--migrate", action="store_true", help="run migrations first")
+    serve.add_argument(
+        "--wipe-metrics", action="store_true", help="empty the multiprocess metrics directory"
+    )
+    serve.set_defaults(func=_serve)
+
+    run = sub.add_parser("run", help="migrate, then serve the API with one worker beside it")
+    run.add_argument("--host", default=None)
+    run.add_argument("--port", type=int, default=None)
+    run.add_argument("--no-worker", action="store_true")
+    run.set_defaults(func=_run)
+
+    mig = sub.add_parser("migrate", help="upgrade the database schema (alembic upgrade)")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=_migrate)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

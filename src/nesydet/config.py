@@ -1,0 +1,99 @@
+"""Service settings: one pydantic-settings class, read from ``NESYDET_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults are the embedded, server-less set-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NESYDET_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where state lives. Relative paths are relative to the working directory.
+    var_dir: Path = Path("var")
+    database_url: str = "sqlite+aiosqlite:///./var/nesydet.db"
+    broker_url: str = "filesystem://"
+    redis_url: str | None = Field(
+        default=None, description="Redis for the status cache and rate limits; none when embedded"
+    )
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_root: Path = Path("var/storage")
+    s3_bucket: str = "nesydet"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+
+    # Upload limits (spec, Endpoint 1).
+    max_file_size_bytes: int = Field(default=50 * MiB, gt=0)
+    max_files_per_upload: int = Field(default=100, gt=0)
+    min_image_dimension: int = Field(default=64, gt=0)
+    max_image_dimension: int = Field(default=8192, gt=0)
+    # Seconds one image may take to decode while it is validated.
+    image_check_timeout_s: float = Field(default=60.0, gt=0)
+    image_check_workers: int = Field(default=2, ge=1)
+    image_check_memory_limit_bytes: int = Field(default=2048 * MiB, gt=0)
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit: str | None = Field(
+        default="600/minute",
+        description="requests per client address, e.g. 100/minute; empty disables",
+    )
+    trust_proxy_headers: bool = Field(
+        default=False, description="take the client address from X-Forwarded-For (behind a proxy)"
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    metrics_dir: Path | None = Field(
+        default=Path("var/metrics"),
+        description="prometheus multiprocess directory shared by the API and the workers",
+    )
+
+    # Detection pipeline.
+    models_dir: Path = Path("models")
+    rules_dir: Path = Path("rules")
+    default_model: str = "nesydet-demo-obb.pt"
+    device: str = "auto"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"", "none", "off", "0"}:
+            return None
+        return value
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where upload parts are written while they stream in and are checked."""
+        return self.var_dir / "staging"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

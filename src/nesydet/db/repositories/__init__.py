@@ -1,0 +1,1 @@
+"""Every query lives in a repository module; repositories flush, never commit."""

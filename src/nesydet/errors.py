@@ -1,0 +1,112 @@
+"""Domain errors: each carries the spec's ``error_code`` and its HTTP status.
+
+One handler (``nesydet.api.errors``) renders every one of them in the spec's error envelope, so
+services raise these and routers never build HTTP exceptions for business cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """A failure a client can act on: an HTTP status, a machine-readable code and a message."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "BAD_REQUEST"
+    default_message: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        self.errors = errors
+        self.headers = headers
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # an instance may narrow its class's code
+        super().__init__(self.message)
+
+
+class ValidationFailed(AppError):
+    status_code = 400
+    code = "VALIDATION_ERROR"
+    default_message = "Request validation failed"
+
+
+class InvalidRequest(AppError):
+    status_code = 400
+    code = "INVALID_REQUEST"
+    default_message = "Invalid request"
+
+
+class NoFiles(AppError):
+    status_code = 400
+    code = "NO_FILES"
+    default_message = "No files in the multipart field 'files'"
+
+
+class TooManyFiles(AppError):
+    status_code = 400
+    code = "TOO_MANY_FILES"
+    default_message = "Too many files in one upload"
+
+
+class UploadRejected(AppError):
+    """One or more files of an upload failed validation; ``errors`` lists each one."""
+
+    status_code = 400
+    code = "VALIDATION_ERROR"
+    default_message = "Upload rejected"
+
+
+class RequestTooLarge(AppError):
+    status_code = 413
+    code = "REQUEST_TOO_LARGE"
+    default_message = "Request body too large"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "NOT_FOUND"
+    default_message = "Resource not found"
+
+
+class UploadNotFound(NotFound):
+    code = "UPLOAD_NOT_FOUND"
+    default_message = "Upload not found"
+
+
+class FileNotFound(NotFound):
+    code = "FILE_NOT_FOUND"
+    default_message = "File not found"
+
+
+class MethodNotAllowed(AppError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed"
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "RATE_LIMIT_EXCEEDED"
+    default_message = "Too many requests, try again later"
+
+
+class StorageError(AppError):
+    status_code = 500
+    code = "STORAGE_ERROR"
+    default_message = "File save or read failed"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "Service unavailable"

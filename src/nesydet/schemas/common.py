@@ -1,0 +1,96 @@
+"""Shared response pieces: timestamps, the success wrapper and the error envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+
+def iso_z(value: datetime) -> str:
+    """Return ``2026-02-02T18:54:57.324Z``: UTC, milliseconds, a Z suffix."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(iso_z, return_type=str, when_used="json"),
+    Field(json_schema_extra={"example": "2026-02-02T18:54:57.324Z"}),
+]
+
+
+class ErrorItem(BaseModel):
+    """One failing item of a request: a file of an upload or a field of a config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    filename: str | None = Field(default=None, description="the file, for upload errors")
+    field: str | None = Field(default=None, description="the field path, for config errors")
+    error_code: str = Field(description="machine-readable code of this item's failure")
+    error: str = Field(description="human-readable reason")
+
+
+class ErrorDetail(BaseModel):
+    """The same error as a nested object, for clients written against ``error.code``."""
+
+    code: str
+    message: str
+    details: str | None = None
+    timestamp: Timestamp
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    """The error envelope every failing request gets."""
+
+    status: Literal["error"] = "error"
+    message: str = Field(description="human-readable error message")
+    error_code: str = Field(description="machine-readable code, e.g. UPLOAD_NOT_FOUND")
+    details: str | None = Field(default=None, description="additional context")
+    timestamp: Timestamp
+    request_id: str = Field(description="the request's X-Request-ID")
+    errors: list[ErrorItem] | None = Field(
+        default=None, description="each failing item, when items fail one by one"
+    )
+    error: ErrorDetail
+
+
+def error_example(
+    code: str, message: str, details: str | None = None, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return an example error body for the OpenAPI document."""
+    body: dict[str, Any] = {
+        "status": "error",
+        "message": message,
+        "error_code": code,
+        "details": details,
+        "timestamp": "2026-02-02T18:54:57.324Z",
+        "request_id": "req_abc123def456",
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body["error"] = {
+        "code": code,
+        "message": message,
+        "details": details,
+        "timestamp": body["timestamp"],
+        "request_id": body["request_id"],
+    }
+    return body
+
+
+def error_responses(*examples: tuple[int, str, str, str | None]) -> dict[int | str, dict[str, Any]]:
+    """Return FastAPI ``responses`` entries: per status, the envelope model and named examples."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, code, message, details in examples:
+        entry = out.setdefault(
+            status,
+            {"model": ErrorResponse, "content": {"application/json": {"examples": {}}}},
+        )
+        entry["content"]["application/json"]["examples"][code] = {
+            "summary": message,
+            "value": error_example(code, message, details),
+        }
+        entry.setdefault("description", message)
+    return out

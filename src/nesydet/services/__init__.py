@@ -1,0 +1,1 @@
+"""Use cases: uploads, jobs, results. They call repositories, storage and the pipeline."""

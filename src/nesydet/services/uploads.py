@@ -1,0 +1,248 @@
+"""Use cases for uploads: receive and validate a batch of images, store it, read it back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nesydet.config import Settings
+from nesydet.db import session as uow
+from nesydet.db.models import Upload, UploadedFile
+from nesydet.db.repositories import uploads as upload_repo
+from nesydet.errors import NoFiles, StorageError, TooManyFiles, UploadNotFound, UploadRejected
+from nesydet.ids import new_id
+from nesydet.observability import metrics
+from nesydet.services.image_check import FORMATS, ImageInfo, ImageProblem, sniff_format
+from nesydet.services.image_checker import ImageChecker
+from nesydet.services.multipart import ReceivedFile, receive_files, remove_tree
+from nesydet.storage import Storage, StorageFailure
+
+log = logging.getLogger(__name__)
+
+UPLOAD_FIELD = "files"
+# Multipart framing per part (boundary and headers) is far below this.
+_PART_OVERHEAD = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """The limits that apply to one upload request."""
+
+    max_file_size: int
+    max_files: int
+
+    @property
+    def max_body_size(self) -> int:
+        """Return the largest body a request within the limits can have."""
+        return self.max_files * (self.max_file_size + _PART_OVERHEAD) + 1024 * 1024
+
+
+def upload_key(upload_id: str) -> str:
+    """Return the storage prefix of an upload."""
+    return f"uploads/{upload_id}"
+
+
+def file_key(upload_id: str, file_id: str, fmt: str) -> str:
+    """Return the storage key of one uploaded file: ``uploads/{upload_id}/{file_id}.{ext}``."""
+    return f"{upload_key(upload_id)}/{file_id}.{FORMATS[fmt][0]}"
+
+
+def _problem(part: ReceivedFile, problem: ImageProblem) -> dict[str, Any]:
+    return {
+        "filename": part.filename,
+        "index": part.index,
+        "error_code": problem.code,
+        "error": problem.message,
+        "details": problem.details,
+    }
+
+
+def _stream_problem(part: ReceivedFile, limits: UploadLimits) -> ImageProblem | None:
+    """Return what streaming alone shows to be wrong with a part (size, magic bytes)."""
+    if part.too_large:
+        mib = limits.max_file_size / (1024 * 1024)
+        return ImageProblem(
+            "FILE_TOO_LARGE",
+            f"File exceeds the size limit of {mib:g} MB",
+            f"more than {limits.max_file_size} bytes received; the rest was not read",
+        )
+    if part.size == 0:
+        return ImageProblem(
+            "INVALID_FORMAT", "Unsupported file format. Allowed: JPEG, PNG, TIFF", "file is empty"
+        )
+    if sniff_format(part.head) is None:
+        return ImageProblem(
+            "INVALID_FORMAT",
+            "Unsupported file format. Allowed: JPEG, PNG, TIFF",
+            "the file's content is not a JPEG, PNG or TIFF image",
+        )
+    return None
+
+
+async def create_upload(
+    *,
+    session: AsyncSession,
+    storage: Storage,
+    checker: ImageChecker,
+    settings: Settings,
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    client_address: str | None,
+) -> Upload:
+    """Receive, validate and store a batch of images; all of it is accepted, or none of it.
+
+    Raises:
+        UploadRejected: one or more files failed; ``errors`` lists each with its code.
+        TooManyFiles, NoFiles, InvalidRequest, RequestTooLarge: the request as a whole is wrong.
+        StorageError: the accepted files could not be stored.
+    """
+    limits = UploadLimits(settings.max_file_size_bytes, settings.max_files_per_upload)
+    upload_id = new_id("upl")
+    staging = settings.staging_dir / upload_id
+    checks: dict[int, asyncio.Task[ImageInfo | ImageProblem]] = {}
+
+    def start_check(part: ReceivedFile) -> None:
+        fmt = sniff_format(part.head)
+        if fmt is not None and _stream_problem(part, limits) is None:
+            checks[part.index] = asyncio.create_task(checker.check(part.path, fmt))
+
+    try:
+        result = await receive_files(
+            body,
+            content_type=content_type,
+            field_name=UPLOAD_FIELD,
+            staging=staging,
+            max_file_size=limits.max_file_size,
+            max_files=limits.max_files,
+            max_body_size=limits.max_body_size,
+            on_file=start_check,
+        )
+        if result.file_count == 0:
+            hint = (
+                f" (fields received: {', '.join(result.other_fields)})"
+                if result.other_fields
+                else ""
+            )
+            raise NoFiles(
+                "No files in the multipart field 'files'",
+                details=f"send 1 to {limits.max_files} images as 'files'{hint}",
+            )
+        if result.file_count > limits.max_files:
+            raise TooManyFiles(
+                f"Too many files: at most {limits.max_files} per upload",
+                details=f"{result.file_count} files received",
+            )
+        verdicts = await _verdicts(result.files, checks, limits)
+        errors = [_problem(part, v) for part, v in verdicts if isinstance(v, ImageProblem)]
+        if errors:
+            for item in errors:
+                metrics.REJECTED_FILES.labels(error_code=item["error_code"]).inc()
+            raise _rejection(errors, len(result.files))
+        accepted = [(part, v) for part, v in verdicts if isinstance(v, ImageInfo)]
+        upload = await _store(
+            session=session,
+            storage=storage,
+            upload_id=upload_id,
+            accepted=accepted,
+            client_address=client_address,
+        )
+    finally:
+        for task in checks.values():
+            task.cancel()
+        await anyio.to_thread.run_sync(remove_tree, staging)
+    return upload
+
+
+async def _verdicts(
+    files: list[ReceivedFile],
+    checks: dict[int, asyncio.Task[ImageInfo | ImageProblem]],
+    limits: UploadLimits,
+) -> list[tuple[ReceivedFile, ImageInfo | ImageProblem]]:
+    out: list[tuple[ReceivedFile, ImageInfo | ImageProblem]] = []
+    for part in files:
+        problem = _stream_problem(part, limits)
+        out.append((part, problem if problem is not None else await checks[part.index]))
+    return out
+
+
+def _rejection(errors: list[dict[str, Any]], total: int) -> UploadRejected:
+    codes = {item["error_code"] for item in errors}
+    code = codes.pop() if len(codes) == 1 else "VALIDATION_ERROR"
+    first = errors[0]["error"] if len(errors) == 1 else None
+    message = first or f"{len(errors)} of {total} files failed validation"
+    names = ", ".join(f"{item['filename']}: {item['error_code']}" for item in errors[:10])
+    return UploadRejected(message, code=code, errors=errors, details=names)
+
+
+async def _store(
+    *,
+    session: AsyncSession,
+    storage: Storage,
+    upload_id: str,
+    accepted: list[tuple[ReceivedFile, ImageInfo]],
+    client_address: str | None,
+) -> Upload:
+    upload = Upload(
+        id=upload_id,
+        file_count=len(accepted),
+        total_bytes=sum(part.size for part, _ in accepted),
+        client_address=client_address,
+    )
+    for part, info in accepted:
+        file_id = new_id("img")
+        upload.files.append(
+            UploadedFile(
+                id=file_id,
+                position=part.index,
+                filename=part.filename,
+                format=info.format,
+                content_type=FORMATS[info.format][1],
+                size_bytes=part.size,
+                width=info.width,
+                height=info.height,
+                mode=info.mode,
+                page_count=info.page_count,
+                sha256=part.sha256,
+                storage_key=file_key(upload_id, file_id, info.format),
+            )
+        )
+    await upload_repo.add(session=session, upload=upload)
+
+    async def undo() -> None:
+        await anyio.to_thread.run_sync(storage.delete_prefix, upload_key(upload_id))
+
+    async def count() -> None:
+        metrics.UPLOADED_FILES.inc(upload.file_count)
+        metrics.UPLOADED_BYTES.inc(upload.total_bytes)
+
+    uow.on_rollback(session, undo)
+    uow.after_commit(session, count)
+    paths: dict[str, Path] = {
+        f.id: part.path for f, (part, _) in zip(upload.files, accepted, strict=True)
+    }
+    try:
+        for stored in upload.files:
+            await anyio.to_thread.run_sync(storage.put_file, stored.storage_key, paths[stored.id])
+    except StorageFailure as exc:
+        log.error("upload storage failed", extra={"upload_id": upload_id, "error": str(exc)})
+        raise StorageError("Could not store the uploaded files", details=str(exc)) from exc
+    return upload
+
+
+async def get_upload(*, session: AsyncSession, upload_id: str) -> Upload:
+    """Return the upload with its files.
+
+    Raises:
+        UploadNotFound: no such upload.
+    """
+    upload = await upload_repo.get(session=session, upload_id=upload_id)
+    if upload is None:
+        raise UploadNotFound("Upload not found", details=f"no upload with id {upload_id}")
+    return upload
