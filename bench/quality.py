@@ -1,0 +1,483 @@
+"""Detection quality and speed of nesydet.pipeline on the held-out large synthetic scenes.
+
+Prints four tables (run with ``python -m bench.quality``; generates var/heldout if missing):
+
+(a) SAHI sliced inference vs one full-image prediction at the model's training size;
+(b) with vs without Prolog reasoning (precision, recall, mAP50 -- whichever way it goes);
+(c) duplicates at slice borders: no merge, our rotated NMS, + border merge, SAHI's merge;
+(d) seconds per image by stage, and reasoning time for 1,000 detections.
+
+Metrics match predictions to ground truth by exact rotated IoU >= 0.5 (nesydet eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_demo_model import offline_env  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+
+offline_env(ROOT / "var" / "yolo_cfg")  # before anything imports ultralytics
+
+from nesydet.pipeline import Pipeline, PipelineConfig, ReasoningConfig, SahiConfig  # noqa: E402
+from nesydet.pipeline import geometry as geo  # noqa: E402
+from nesydet.pipeline.config import VisualizationConfig  # noqa: E402
+from nesydet.pipeline.evaluate import EvalResult, ImageBoxes, evaluate  # noqa: E402
+from nesydet.pipeline.export import parse_yolo  # noqa: E402
+from nesydet.pipeline.image_io import load_image  # noqa: E402
+from nesydet.pipeline.nms import merge_slices  # noqa: E402
+from nesydet.pipeline.reasoning.facts import build_facts  # noqa: E402
+from nesydet.pipeline.types import Detection, RawDetections  # noqa: E402
+
+HELDOUT = ROOT / "var" / "heldout"
+MODEL = "nesydet-demo-obb.pt"
+SLICE = 640
+OVERLAP = 0.2
+CONF = 0.25
+IOU = 0.45
+NO_VIS = VisualizationConfig(enabled=False)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Returns a fixed-width text table."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out += [
+        "  ".join(
+            c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
+    return "\n".join(out)
+
+
+def ensure_heldout() -> list[Path]:
+    """Returns the held-out images, rendering them first when missing."""
+    images = sorted((HELDOUT / "images").glob("*.png"))
+    if not images:
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "make_demo_dataset.py"),
+                "--heldout",
+                "--out",
+                str(HELDOUT),
+            ],
+            check=True,
+        )
+        images = sorted((HELDOUT / "images").glob("*.png"))
+    return images
+
+
+def gt_boxes(image: Path) -> ImageBoxes:
+    """Returns the ground truth of a held-out image (normalised polygons)."""
+    labels = parse_yolo((HELDOUT / "labels" / f"{image.stem}.txt").read_text())
+    return ImageBoxes.from_labels(labels, with_scores=False)
+
+
+def det_boxes(dets: Sequence[Detection], w: int, h: int) -> ImageBoxes:
+    """Returns detections as normalised polygons for evaluation."""
+    polys = [
+        d.polygon
+        or [
+            (d.bbox[0], d.bbox[1]),
+            (d.bbox[2], d.bbox[1]),
+            (d.bbox[2], d.bbox[3]),
+            (d.bbox[0], d.bbox[3]),
+        ]
+        for d in dets
+    ]
+    arr = np.array(polys, dtype=np.float64).reshape(-1, 4, 2) / np.array([w, h])
+    return ImageBoxes(
+        arr,
+        np.array([d.class_id for d in dets], dtype=np.int64),
+        np.array([d.confidence for d in dets]),
+    )
+
+
+def raw_boxes(raw: RawDetections, w: int, h: int) -> ImageBoxes:
+    """Returns raw OBB detections as normalised polygons."""
+    assert raw.obb is not None
+    polys = geo.obb_to_polygons(raw.obb) / np.array([w, h])
+    return ImageBoxes(polys, raw.classes, raw.scores)
+
+
+def metrics_row(name: str, ev: EvalResult, extra: Sequence[object] = ()) -> list[object]:
+    return [name, ev.n_pred, ev.precision, ev.recall, ev.map50, *extra]
+
+
+def border_duplicates(
+    pred: ImageBoxes, gt: ImageBoxes, windows: list[geo.Window], w: int, h: int
+) -> tuple[int, int, int]:
+    """Returns (ground-truth objects cut by a slice edge, how many were found, found twice or more).
+
+    A prediction "covers" an object when it has its class and IoU >= 0.3 or lies >= 60 %
+    inside it (a truncated partial box).
+    """
+    gp = gt.polygons * np.array([w, h])
+    pp = pred.polygons * np.array([w, h])
+    env = geo.polygon_envelopes(gp)
+    cut = np.zeros(len(gp), dtype=bool)
+    for win in windows:
+        x0, y0, x1, y1 = win
+        hits = (env[:, 0] < x1) & (env[:, 2] > x0) & (env[:, 1] < y1) & (env[:, 3] > y0)
+        cut |= (
+            hits
+            & geo.edge_truncated(env, win, w, h, tol=0.0)
+            & ~((env[:, 0] >= x0) & (env[:, 2] <= x1) & (env[:, 1] >= y0) & (env[:, 3] <= y1))
+        )
+    idx = np.nonzero(cut)[0]
+    if len(idx) == 0 or len(pp) == 0:
+        return len(idx), 0, 0
+    boxes = np.concatenate([env[idx], geo.polygon_envelopes(pp)])
+    i, j = geo.candidate_pairs(boxes)
+    n = len(idx)
+    a, b = np.where(i < n, i, j), np.where(i < n, j, i)
+    ok = (a < n) & (b >= n)
+    a, b = a[ok], b[ok] - n
+    same = gt.classes[idx[a]] == pred.classes[b]
+    a, b = a[same], b[same]
+    inter = geo.polygon_intersections(gp[idx[a]], pp[b])
+    ga, pa = geo.polygon_areas(gp[idx[a]]), geo.polygon_areas(pp[b])
+    iou = geo.iou_from_parts(inter, ga, pa)
+    inside = np.divide(inter, pa, out=np.zeros_like(inter), where=pa > 0)
+    cover = Counter(a[(iou >= 0.3) | (inside >= 0.6)].tolist())
+    return n, len(cover), sum(1 for c in cover.values() if c >= 2)
+
+
+def sahi_postprocess(model_path: Path, images: list[Path]) -> list[ImageBoxes]:
+    """Returns SAHI's own sliced prediction + merge (its defaults for OBB: NMS on IOS 0.5)."""
+    from sahi.models.ultralytics import UltralyticsDetectionModel
+    from sahi.predict import get_sliced_prediction
+
+    model = UltralyticsDetectionModel(
+        model_path=str(model_path), confidence_threshold=CONF, device="cpu", image_size=SLICE
+    )
+    out = []
+    for path in images:
+        arr = np.asarray(load_image(path))
+        h, w = arr.shape[:2]
+        res = get_sliced_prediction(
+            arr,
+            model,
+            slice_height=SLICE,
+            slice_width=SLICE,
+            overlap_height_ratio=OVERLAP,
+            overlap_width_ratio=OVERLAP,
+            perform_standard_pred=False,
+            verbose=0,
+            batch_size=4,
+        )
+        polys, classes, scores = [], [], []
+        for op in res.object_prediction_list:
+            assert op.mask is not None  # OBB predictions carry their corners as a polygon mask
+            seg = np.asarray(op.mask.segmentation[0], dtype=np.float64).reshape(-1, 2)
+            polys.append(
+                seg[:4] if len(seg) >= 4 else geo.xyxy_to_polygons(np.array([op.bbox.to_xyxy()]))[0]
+            )
+            classes.append(op.category.id)
+            scores.append(op.score.value)
+        arr_p = np.array(polys, dtype=np.float64).reshape(-1, 4, 2) / np.array([w, h])
+        out.append(
+            ImageBoxes(arr_p, np.array(classes, dtype=np.int64), np.array(scores, dtype=np.float64))
+        )
+    return out
+
+
+def rules_load_speed(repeats: int = 5) -> tuple[float, float]:
+    """Returns median seconds to load rules/dota.pl cold (read, compile, sandbox check) and
+    to get it from the (path, mtime) cache."""
+    from nesydet.pipeline.reasoning.engine import PrologReasoner
+
+    cold, warm = [], []
+    for _ in range(repeats):
+        reasoner = PrologReasoner(ROOT / "rules")
+        t0 = time.perf_counter()
+        reasoner.load("dota.pl")
+        t1 = time.perf_counter()
+        reasoner.load("dota.pl")
+        t2 = time.perf_counter()
+        cold.append(t1 - t0)
+        warm.append(t2 - t1)
+    return statistics.median(cold), statistics.median(warm)
+
+
+def reasoning_speed(pipe: Pipeline, n: int = 1000, repeats: int = 7) -> tuple[float, float]:
+    """Returns median seconds (facts in numpy, Prolog decide) for n random OBB detections."""
+    rng = np.random.default_rng(0)
+    names = ["small_vehicle", "large_vehicle", "ship", "harbor", "plane", "storage_tank"]
+    cls = [names[k] for k in rng.integers(0, len(names), n)]
+    c = rng.uniform(0, 3000, (n, 2))
+    obb = np.column_stack(
+        [c, rng.uniform(10, 45, n), rng.uniform(5, 20, n), rng.uniform(0, np.pi, n)]
+    )
+    polys = geo.obb_to_polygons(obb)
+    env = geo.polygon_envelopes(polys)
+    scores = rng.uniform(0.12, 1.0, n)
+    facts_t, prolog_t = [], []
+    pipe.reasoner.decide(
+        "dota.pl", build_facts(cls, scores, env, polys, (3000, 3000), CONF), n, set(names)
+    )
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        facts = build_facts(cls, scores, env, polys, (3000, 3000), CONF)
+        t1 = time.perf_counter()
+        pipe.reasoner.decide("dota.pl", facts, n, set(names))
+        t2 = time.perf_counter()
+        facts_t.append(t1 - t0)
+        prolog_t.append(t2 - t1)
+    return statistics.median(facts_t), statistics.median(prolog_t)
+
+
+def onnx_section(
+    images: list[Path], gts: list[ImageBoxes], torch_boxes: list[ImageBoxes], torch_t: list[float]
+) -> None:
+    """Prints (e): the same SAHI run with the model exported to ONNX (onnxruntime)."""
+    from export_onnx import export_onnx  # type: ignore[import-not-found,unused-ignore]
+
+    onnx_dir = ROOT / "var" / "onnx"
+    onnx_path = onnx_dir / MODEL.replace(".pt", ".onnx")
+    src = ROOT / "models" / MODEL
+    if not onnx_path.exists() or onnx_path.stat().st_mtime < src.stat().st_mtime:
+        export_onnx(src, onnx_path)
+    pipe = Pipeline(onnx_dir, ROOT / "rules", default_model=onnx_path.name, device="cpu")
+    pipe.warmup()
+    boxes, times = [], []
+    cfg = PipelineConfig(symbolic_reasoning=ReasoningConfig(enabled=False), visualization=NO_VIS)
+    for path in images:
+        img = load_image(path)
+        res = pipe.run(img, cfg)
+        times.append(res.timings["inference"])
+        boxes.append(det_boxes(res.detections, *img.size))
+    ev_t, ev_o = evaluate(torch_boxes, gts), evaluate(boxes, gts)
+    print("\n(e) the same SAHI inference, torch vs onnxruntime (scripts/export_onnx.py)")
+    rows = [
+        ["torch (.pt)", statistics.mean(torch_t), ev_t.recall, ev_t.map50],
+        ["onnxruntime (.onnx)", statistics.mean(times), ev_o.recall, ev_o.map50],
+    ]
+    print(table(["backend", "inference s/img", "recall", "mAP50"], rows))
+    print(f"speed-up: {statistics.mean(torch_t) / statistics.mean(times):.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and prints the tables; returns the exit code."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N held-out scenes")
+    ap.add_argument("--no-sahi-merge", action="store_true", help="skip SAHI's own pipeline in (c)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX comparison (e)")
+    args = ap.parse_args(argv)
+    images = ensure_heldout()[: args.limit or None]
+    pipe = Pipeline(ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu")
+    pipe.warmup()
+    det = pipe.detector()
+    # Same rules, but candidates down to half the threshold may be lifted by a boost.
+    lift = Pipeline(
+        ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu", candidate_factor=0.5
+    )
+    gts = [gt_boxes(p) for p in images]
+    sizes, mpix = [], 0.0
+    runs: dict[str, list[ImageBoxes]] = {
+        k: []
+        for k in ("full", "sahi", "sahi_reason", "sahi_reason_lift", "raw", "nms", "nms_border")
+    }
+    secs: dict[str, list[float]] = {k: [] for k in ("full", "sahi", "sahi_reason")}
+    stage_t: dict[str, list[float]] = {}
+    infer_t: dict[str, list[float]] = {}
+    dup: dict[str, list[tuple[int, int, int]]] = {
+        k: [] for k in ("raw", "nms", "nms_border", "sahi_merge")
+    }
+    fired: Counter[str] = Counter()
+    kept_low = dropped = 0
+    print(
+        f"held-out: {len(images)} scenes, {sum(len(g.classes) for g in gts)} objects; "
+        f"model {MODEL}",
+        flush=True,
+    )
+    for path, gt in zip(images, gts, strict=True):
+        img = load_image(path)
+        w, h = img.size
+        sizes.append(f"{w}x{h}")
+        mpix += w * h / 1e6
+        off = ReasoningConfig(enabled=False)
+        cfgs = {
+            "full": PipelineConfig(
+                sahi=SahiConfig(enabled=False), symbolic_reasoning=off, visualization=NO_VIS
+            ),
+            "sahi": PipelineConfig(symbolic_reasoning=off, visualization=NO_VIS),
+            "sahi_reason": PipelineConfig(),
+        }
+        for key, cfg in cfgs.items():
+            t = time.perf_counter()
+            res = pipe.run(img, cfg)
+            secs[key].append(time.perf_counter() - t)
+            runs[key].append(det_boxes(res.detections, w, h))
+            if key == "sahi":
+                infer_t.setdefault("torch", []).append(res.timings["inference"])
+            if key == "sahi_reason":
+                for stage, v in res.timings.items():
+                    stage_t.setdefault(stage, []).append(v)
+                for d in res.detections + res.dropped:
+                    assert d.reasoning is not None
+                    fired.update(d.reasoning.rules_fired)
+                dropped += len(res.dropped)
+        res = lift.run(img, PipelineConfig(visualization=NO_VIS))
+        runs["sahi_reason_lift"].append(det_boxes(res.detections, w, h))
+        kept_low += sum(
+            d.reasoning is not None and d.reasoning.original_confidence < CONF
+            for d in res.detections
+        )
+        # (c): one sliced pass through the same model, merged three ways
+        arr = np.asarray(img)
+        windows = geo.slice_windows(w, h, SLICE, SLICE, OVERLAP)
+        parts: list[RawDetections] = []
+        flags: list[npt.NDArray[np.bool_]] = []
+        srcs: list[npt.NDArray[np.int64]] = []
+        for k in range(0, len(windows), 4):
+            chunk = windows[k : k + 4]
+            outs = det.predict_batch(
+                [arr[y0:y1, x0:x1] for x0, y0, x1, y1 in chunk], CONF, iou=IOU, imgsz=SLICE
+            )
+            for win, r in zip(chunk, outs, strict=True):
+                s = r.shifted(win[0], win[1])
+                assert s.obb is not None
+                srcs.append(np.full(len(s), len(parts), dtype=np.int64))
+                parts.append(s)
+                flags.append(
+                    geo.edge_truncated(geo.polygon_envelopes(geo.obb_to_polygons(s.obb)), win, w, h)
+                )
+        raw = RawDetections.concat(parts, oriented=True)
+        trunc, src = np.concatenate(flags), np.concatenate(srcs)
+        variants = {
+            "raw": raw,
+            "nms": raw.take(merge_slices(raw, iou_threshold=IOU, border_ios=None)),
+            "nms_border": raw.take(
+                merge_slices(raw, iou_threshold=IOU, truncated=trunc, border_ios=0.6, sources=src)
+            ),
+        }
+        for key, r in variants.items():
+            boxes = raw_boxes(r, w, h)
+            runs[key].append(boxes)
+            dup[key].append(border_duplicates(boxes, gt, windows, w, h))
+        print(
+            f"  {path.name} {w}x{h}: {len(gt.classes)} objects, {len(windows)} slices", flush=True
+        )
+
+    print("\n(a) SAHI sliced inference vs one full-image prediction (reasoning off, conf 0.25)")
+    ev = {k: evaluate(v, gts) for k, v in runs.items()}
+    rows = [
+        metrics_row(f"full image @ {det.imgsz}px", ev["full"], [statistics.mean(secs["full"])]),
+        metrics_row(
+            f"SAHI {SLICE}px, overlap {OVERLAP}", ev["sahi"], [statistics.mean(secs["sahi"])]
+        ),
+    ]
+    print(table(["method", "preds", "precision", "recall", "mAP50", "s/img"], rows))
+    print(f"recall gain: {100 * (ev['sahi'].recall - ev['full'].recall):+.1f} points")
+
+    print("\n(b) Prolog reasoning (rules/dota.pl) on top of SAHI")
+    rows = [
+        metrics_row("without reasoning", ev["sahi"]),
+        metrics_row("with reasoning (default: re-score, drop)", ev["sahi_reason"]),
+        metrics_row("with reasoning + lift candidates >= 0.5 x conf", ev["sahi_reason_lift"]),
+    ]
+    print(table(["method", "preds", "precision", "recall", "mAP50"], rows))
+    names = det.names
+    before = ev["sahi"].per_class
+    per = []
+    for c, m in ev["sahi_reason"].per_class.items():
+        if m.n_gt:
+            b = before.get(c)
+            per.append(
+                [
+                    names[c],
+                    m.n_gt,
+                    b.recall if b else 0.0,
+                    m.recall,
+                    b.precision if b else 0.0,
+                    m.precision,
+                ]
+            )
+    print(table(["class", "gt", "R before", "R after", "P before", "P after"], per))
+    print(
+        f"dropped by rules (default): {dropped}; "
+        f"lifted above {CONF} by a boost (lift run): {kept_low}"
+    )
+    print("rules fired: " + ", ".join(f"{k} {v}" for k, v in fired.most_common()))
+
+    print("\n(c) duplicates at slice borders (objects cut by a slice edge, found twice or more)")
+    rows = []
+    if not args.no_sahi_merge:
+        sahi_boxes = sahi_postprocess(pipe.models_dir / MODEL, images)
+        for path, gt, boxes in zip(images, gts, sahi_boxes, strict=True):
+            w, h = load_image(path).size
+            dup["sahi_merge"].append(
+                border_duplicates(boxes, gt, geo.slice_windows(w, h, SLICE, SLICE, OVERLAP), w, h)
+            )
+        ev["sahi_merge"] = evaluate(sahi_boxes, gts)
+    labels = {
+        "raw": "no cross-slice merge",
+        "nms": "rotated NMS (IoU 0.45)",
+        "nms_border": "rotated NMS + border merge (IoS 0.6)",
+        "sahi_merge": "SAHI merge (NMS, IOS 0.5, axis-aligned)",
+    }
+    for key, label in labels.items():
+        if not dup[key]:
+            continue
+        n, found, twice = (sum(x[i] for x in dup[key]) for i in range(3))
+        rows.append(
+            [
+                label,
+                n,
+                found,
+                twice,
+                twice / found if found else 0.0,
+                ev[key].recall,
+                ev[key].precision,
+            ]
+        )
+    print(
+        table(
+            ["merge", "border objs", "found", "duplicated", "dup rate", "recall", "precision"], rows
+        )
+    )
+
+    print("\n(d) time per image by stage (SAHI + reasoning + visualization), seconds")
+    rows = [[stage, statistics.mean(v), max(v)] for stage, v in stage_t.items()]
+    rows.append(["total (run)", statistics.mean(secs["sahi_reason"]), max(secs["sahi_reason"])])
+    print(table(["stage", "mean", "max"], rows))
+    per_mp = sum(stage_t["inference"]) / mpix
+    print(
+        f"images: {', '.join(sizes)} ({mpix / len(images):.1f} MP mean); "
+        f"inference {per_mp:.2f} s/MP"
+    )
+    facts_s, prolog_s = reasoning_speed(pipe)
+    cold_s, warm_s = rules_load_speed()
+    print(f"rules file dota.pl: load {1000 * cold_s:.1f} ms cold, {1000 * warm_s:.2f} ms cached")
+    total_ms = 1000 * (facts_s + prolog_s)
+    print(
+        f"reasoning, 1000 detections: facts {1000 * facts_s:.1f} ms"
+        f" + Prolog {1000 * prolog_s:.1f} ms"
+        f" = {total_ms:.1f} ms (target < 50 ms)"
+    )
+    if not args.no_onnx:
+        onnx_section(images, gts, runs["sahi"], infer_t["torch"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

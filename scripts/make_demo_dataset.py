@@ -1,0 +1,148 @@
+"""Render the synthetic DOTA-style dataset used to train and evaluate the nesydet demo model.
+
+Two modes, both deterministic from --seed:
+
+* training set (default): scenes of --scene-size px cut into --tile px tiles (a grid plus one
+  crop centred on every large object) with YOLO-OBB labels, and a ``data.yaml`` for ultralytics;
+* ``--heldout``: large scenes (2048 px and more) saved whole, with YOLO-OBB labels, for
+  ``bench/quality.py`` and the integration tests.
+
+Usage::
+
+    python scripts/make_demo_dataset.py --out var/demo_dataset
+    python scripts/make_demo_dataset.py --heldout --out var/heldout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from demo_scenes import CLASS_IDS, CLASS_NAMES, SceneObject, generate_scene
+from demo_scenes.scene import clip_objects
+
+LARGE = {
+    CLASS_IDS[n]
+    for n in (
+        "ground_track_field",
+        "soccer_ball_field",
+        "baseball_diamond",
+        "harbor",
+        "bridge",
+        "roundabout",
+        "basketball_court",
+        "plane",
+    )
+}
+HELDOUT_SIZES = [(2048, 2048), (2560, 2048), (3072, 2304), (2048, 3072), (2560, 2560), (3072, 3072)]
+
+
+def yolo_obb_line(cls: int, corners: np.ndarray, w: int, h: int) -> str:
+    """Returns one YOLO-OBB label line (class and 4 normalized corners)."""
+    xy = np.clip(corners / np.array([w, h]), 0.0, 1.0).reshape(-1)
+    return f"{cls} " + " ".join(f"{v:.6f}" for v in xy)
+
+
+def tile_origins(w: int, h: int, size: int, objects: list[SceneObject]) -> list[tuple[int, int]]:
+    """Returns tile origins: a regular grid plus one crop centred on each large object."""
+    origins = [(x, y) for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+    for obj in objects:
+        if obj.cls in LARGE:
+            cx, cy = obj.corners.mean(axis=0)
+            x = int(np.clip(cx - size / 2, 0, w - size))
+            y = int(np.clip(cy - size / 2, 0, h - size))
+            origins.append((x, y))
+    return origins
+
+
+def make_split(
+    out: Path, split: str, n_scenes: int, scene_size: int, tile: int, seed: int
+) -> Counter[str]:
+    """Renders n_scenes scenes, cuts them into tiles and writes images and labels."""
+    img_dir, lab_dir = out / "images" / split, out / "labels" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    salt = 0 if split == "train" else 1
+    for i in range(n_scenes):
+        scene = generate_scene(scene_size, scene_size, (seed, salt, i))
+        for k, (x0, y0) in enumerate(tile_origins(scene_size, scene_size, tile, scene.objects)):
+            crop = scene.image.crop((x0, y0, x0 + tile, y0 + tile))
+            name = f"{split}_{i:04d}_{k:02d}"
+            crop.save(img_dir / f"{name}.jpg", quality=92)
+            labels = clip_objects(scene.objects, x0, y0, tile, tile)
+            counts.update(CLASS_NAMES[o.cls] for o in labels)
+            (lab_dir / f"{name}.txt").write_text(
+                "".join(yolo_obb_line(o.cls, o.corners, tile, tile) + "\n" for o in labels)
+            )
+        print(f"{split}: scene {i + 1}/{n_scenes}", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+    return counts
+
+
+def make_training_set(
+    out: Path, n_train: int, n_val: int, scene_size: int, tile: int, seed: int
+) -> None:
+    """Writes the train/val tiles and the ultralytics data.yaml."""
+    stats = {
+        "train": make_split(out, "train", n_train, scene_size, tile, seed),
+        "val": make_split(out, "val", n_val, scene_size, tile, seed),
+    }
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
+    (out / "data.yaml").write_text(
+        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
+    )
+    (out / "stats.json").write_text(json.dumps({k: dict(v) for k, v in stats.items()}, indent=2))
+    print(json.dumps({k: dict(v) for k, v in stats.items()}, indent=2))
+
+
+def make_heldout(out: Path, seed: int, count: int) -> list[Path]:
+    """Writes `count` large scenes with full-image YOLO-OBB labels; returns the image paths."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        w, h = HELDOUT_SIZES[i % len(HELDOUT_SIZES)]
+        scene = generate_scene(w, h, (seed, 7, i))
+        path = out / "images" / f"scene_{i:02d}.png"
+        scene.image.save(path)
+        (out / "labels" / f"scene_{i:02d}.txt").write_text(
+            "".join(yolo_obb_line(o.cls, o.corners, w, h) + "\n" for o in scene.objects)
+        )
+        paths.append(path)
+        print(f"heldout: {path.name} {w}x{h} {len(scene.objects)} objects", file=sys.stderr)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses arguments and renders the requested set; returns the exit code."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--heldout", action="store_true", help="render large held-out scenes instead")
+    ap.add_argument("--count", type=int, default=6, help="held-out scenes")
+    ap.add_argument("--train-scenes", type=int, default=160)
+    ap.add_argument("--val-scenes", type=int, default=16)
+    ap.add_argument("--scene-size", type=int, default=960)
+    ap.add_argument("--tile", type=int, default=320)
+    args = ap.parse_args(argv)
+    if args.heldout:
+        make_heldout(args.out, args.seed, args.count)
+    else:
+        make_training_set(
+            args.out, args.train_scenes, args.val_scenes, args.scene_size, args.tile, args.seed
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""Model adapters behind the small `Detector` protocol, and safe model resolution/loading."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from nesydet.pipeline.errors import InferenceError, ModelLoadError
+from nesydet.pipeline.paths import UnsafePathError, resolve_in_dir
+from nesydet.pipeline.types import RawDetections
+
+Task = Literal["detect", "obb"]
+ImageSize = int | tuple[int, int]
+MODEL_SUFFIXES = (".pt", ".onnx")
+STRIDE = 32
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the pipeline needs from a model: class names, task, and batched prediction.
+
+    Images are HxWx3 uint8 RGB arrays; results are in each image's own pixel coordinates.
+    Implementations must not keep results between calls.
+    """
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        """Returns the class names by class id."""
+        ...
+
+    @property
+    def task(self) -> Task:
+        """Returns "obb" for oriented-box models, "detect" for axis-aligned ones."""
+        ...
+
+    @property
+    def imgsz(self) -> int:
+        """Returns the input size the model was trained at (for full-image inference)."""
+        ...
+
+    def predict_batch(
+        self, images: Sequence[npt.NDArray[np.uint8]], conf: float, *, iou: float, imgsz: ImageSize
+    ) -> list[RawDetections]:
+        """Returns one RawDetections per image, filtered at `conf` and NMS-ed at `iou`."""
+        ...
+
+
+def round_to_stride(size: int) -> int:
+    """Returns size rounded up to a multiple of the network stride (32)."""
+    return max(STRIDE, -(-int(size) // STRIDE) * STRIDE)
+
+
+def resolve_device(device: str) -> str:
+    """Returns the torch device to use: "auto" is CUDA when available, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_model_path(models_dir: Path, name: str) -> Path:
+    """Returns the real path of model `name` inside models_dir.
+
+    Raises:
+        ModelLoadError: When the name escapes models_dir, has another suffix than .pt or
+            .onnx, or the file does not exist.
+    """
+    try:
+        return resolve_in_dir(models_dir, name, MODEL_SUFFIXES)
+    except UnsafePathError as exc:
+        raise ModelLoadError("invalid model path", str(exc)) from exc
+
+
+def _offline_ultralytics() -> Any:
+    # Ultralytics probes DNS at import and may pip-install missing backends or send usage
+    # events; the service must never touch the network, so default both switches off
+    # before the first import (explicit settings by the deployment win).
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    import ultralytics
+
+    return ultralytics
+
+
+class UltralyticsDetector:
+    """Ultralytics YOLO (detect or OBB; .pt or .onnx) as a `Detector`.
+
+    Loads eagerly in the constructor. Predictions are serialised with a lock because the
+    ultralytics predictor object is stateful.
+
+    Args:
+        path: A model file already confined to the models directory.
+        device: "auto", "cpu", "cuda:0", ...
+
+    Raises:
+        ModelLoadError: When the file cannot be read or is not a detect/OBB YOLO model.
+    """
+
+    def __init__(self, path: Path, device: str = "auto") -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            with path.open("rb") as f:
+                if not f.read(64):
+                    raise ModelLoadError("model file is empty", path.name)
+        except OSError as exc:
+            raise ModelLoadError("cannot read model file", f"{path.name}: {exc}") from exc
+        self.device = resolve_device(device)
+        yolo_cls = _offline_ultralytics().YOLO
+        task_hint = "obb" if "obb" in path.stem.lower() else None
+        try:
+            model = (
+                yolo_cls(str(path), task=task_hint)
+                if path.suffix == ".onnx"
+                else yolo_cls(str(path))
+            )
+            names = {int(k): str(v) for k, v in dict(model.names).items()}
+            task = str(model.task)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # torch/pickle/onnx raise many unrelated types for bad files
+            raise ModelLoadError(
+                "cannot load model", f"{path.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if task not in ("detect", "obb"):
+            raise ModelLoadError(
+                "unsupported model task", f"{path.name}: {task} (need detect or obb)"
+            )
+        if not names:
+            raise ModelLoadError("model has no class names", path.name)
+        self._model = model
+        self._names = names
+        self._task: Task = "obb" if task == "obb" else "detect"
+        imgsz = _onnx_imgsz(path) if path.suffix == ".onnx" else model.overrides.get("imgsz")
+        imgsz = imgsz or 640
+        self._imgsz = int(max(imgsz) if isinstance(imgsz, list | tuple) else imgsz)
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        """Returns the class names by class id."""
+        return self._names
+
+    @property
+    def task(self) -> Task:
+        """Returns the model task, "detect" or "obb"."""
+        return self._task
+
+    @property
+    def imgsz(self) -> int:
+        """Returns the training input size."""
+        return self._imgsz
+
+    def predict(
+        self,
+        image_rgb: npt.NDArray[np.uint8],
+        conf: float,
+        *,
+        iou: float = 0.45,
+        imgsz: ImageSize | None = None,
+    ) -> RawDetections:
+        """Returns the detections of one RGB image at `imgsz` (default: the training size)."""
+        return self.predict_batch([image_rgb], conf, iou=iou, imgsz=imgsz or self._imgsz)[0]
+
+    def predict_batch(
+        self, images: Sequence[npt.NDArray[np.uint8]], conf: float, *, iou: float, imgsz: ImageSize
+    ) -> list[RawDetections]:
+        """Returns one RawDetections per image (see `Detector.predict_batch`).
+
+        Raises:
+            InferenceError: When the model fails on the input.
+        """
+        if not images:
+            return []
+        size: int | list[int] = (
+            [round_to_stride(imgsz[0]), round_to_stride(imgsz[1])]
+            if isinstance(imgsz, tuple)
+            else round_to_stride(imgsz)
+        )
+        # Ultralytics expects OpenCV's BGR channel order for arrays.
+        bgr = [np.ascontiguousarray(img[:, :, ::-1]) for img in images]
+        with self._lock:
+            try:
+                results = self._model.predict(
+                    bgr,
+                    imgsz=size,
+                    conf=conf,
+                    iou=iou,
+                    device=self.device,
+                    verbose=False,
+                    max_det=2000,
+                )
+            except Exception as exc:  # torch raises arbitrary types on bad input / OOM
+                raise InferenceError(
+                    "model inference failed", f"{type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                predictor = getattr(self._model, "predictor", None)
+                if predictor is not None:  # drop references to the last batch (memory)
+                    predictor.results = None
+                    predictor.batch = None
+        return [self._convert(r) for r in results]
+
+    def _convert(self, r: Any) -> RawDetections:
+        if self._task == "obb":
+            obb = r.obb
+            if obb is None or len(obb) == 0:
+                return RawDetections.empty(oriented=True)
+            return RawDetections(
+                boxes=obb.xyxy.cpu().numpy().astype(np.float64),
+                scores=obb.conf.cpu().numpy().astype(np.float64),
+                classes=obb.cls.cpu().numpy().astype(np.int64),
+                obb=obb.xywhr.cpu().numpy().astype(np.float64),
+            )
+        boxes = r.boxes
+        if boxes is None or len(boxes) == 0:
+            return RawDetections.empty(oriented=False)
+        return RawDetections(
+            boxes=boxes.xyxy.cpu().numpy().astype(np.float64),
+            scores=boxes.conf.cpu().numpy().astype(np.float64),
+            classes=boxes.cls.cpu().numpy().astype(np.int64),
+        )
+
+
+def _onnx_imgsz(path: Path) -> int | None:
+    """Returns the input size recorded in an ultralytics ONNX export's metadata, if any."""
+    try:
+        import onnx
+
+        props = {
+            p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
+        }
+        sizes = [int(v) for v in props.get("imgsz", "").strip("[]").split(",") if v.strip()]
+    except (ImportError, OSError, ValueError):
+        return None
+    return max(sizes) if sizes else None
+
+
+def load_detector(path: Path, device: str = "auto") -> Detector:
+    """Returns the adapter for a model file, chosen by framework (only ultralytics so far).
+
+    Raises:
+        ModelLoadError: When the file cannot be loaded.
+    """
+    return UltralyticsDetector(path, device)
