@@ -78,8 +78,9 @@ test: system-test install lint types
 	$(BIN)/python -m pytest -q -ra
 
 bench: system-test install
-	$(BIN)/python bench/upload.py
-	@for b in quality e2e; do if [ -f bench/$$b.py ]; then $(BIN)/python bench/$$b.py || exit 1; fi; done
+	$(BIN)/python -m bench.upload
+	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,83 +1,15 @@
-"""Start a real ``nesydet serve`` process on a free port for a benchmark, and watch its memory."""
+"""Watch a server process's memory during a benchmark."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    var: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-@contextmanager
-def serve(var: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run migrations and the API on SQLite under ``var``; yield once it answers."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "NESYDET_VAR_DIR": str(var),
-        "NESYDET_DATABASE_URL": f"sqlite+aiosqlite:///{var}/bench.db",
-        "NESYDET_STORAGE_ROOT": str(var / "storage"),
-        "NESYDET_METRICS_DIR": str(var / "metrics"),
-        "NESYDET_RATE_LIMIT": "",
-        "NESYDET_LOG_LEVEL": "WARNING",
-        **(extra_env or {}),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    bin_dir = Path(sys.executable).parent
-    subprocess.run([bin_dir / "nesydet", "migrate"], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [bin_dir / "nesydet", "serve", "--port", str(port), "--wipe-metrics"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
-        yield Server(url=url, process=proc, var=var)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @dataclass

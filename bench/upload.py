@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from tests.integration.prom import start_api_server
 
-from bench._server import RssWatcher, serve
+from bench._server import RssWatcher
 
 MB = 1024 * 1024
 TARGET_RSS_GROWTH = 30 * MB
@@ -76,12 +77,13 @@ def main() -> int:
             noise_png(path, 590, 590, seed=100 + i)
             small.append(path)
         cases = [("1 file of ~50 MB", [big]), ("100 files of ~1 MB", small)]
-        with serve(root / "var") as server:
+        server = start_api_server(root / "service", NESYDET_LOG_LEVEL="WARNING")
+        try:
             upload(server.url, [small[0]])  # warm up: imports, pools, first connection
             rows = []
             for name, files in cases:
                 baseline = copy_baseline(files, root / "copy")
-                with RssWatcher(server.pid) as watch:
+                with RssWatcher(server.process.proc.pid) as watch:
                     before = watch.rss()
                     elapsed, total = upload(server.url, files)
                 growth = watch.peak - before
@@ -96,6 +98,8 @@ def main() -> int:
                         watch.children_peak,
                     )
                 )
+        finally:
+            server.stop()
         print(
             f"{'case':<20} {'MB':>8} {'s':>7} {'MB/s':>8} {'copy MB/s':>10} {'ratio':>6} "
             f"{'RSS growth':>11} {'checker peak':>13} {'target':>7}"

@@ -171,15 +171,36 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
-    """Return settings on the test database with storage under ``tmp_path``."""
+def asset_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """Return a models and a rules directory with placeholder files (no inference runs)."""
+    models, rules = tmp_path / "models", tmp_path / "rules"
+    models.mkdir()
+    rules.mkdir()
+    (models / "nesydet-demo-obb.pt").write_bytes(b"placeholder")
+    (models / "other.pt").write_bytes(b"placeholder")
+    (rules / "dota.pl").write_text("% placeholder\n")
+    return models, rules
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path, asset_dirs: tuple[Path, Path]) -> Settings:
+    """Return settings on the test database with storage under ``tmp_path``.
+
+    The broker is the filesystem transport under ``tmp_path`` with no worker, and the
+    sweeper does not run on its own (tests call it).
+    """
+    models, rules = asset_dirs
     return Settings(
         database_url=db_url,
         var_dir=tmp_path / "var",
         storage_root=tmp_path / "storage",
+        broker_url="filesystem://",
+        models_dir=models,
+        rules_dir=rules,
         rate_limit=None,
         metrics_dir=None,
         log_format="text",
+        sweeper_interval_s=0,
     )
 
 

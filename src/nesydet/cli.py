@@ -1,8 +1,10 @@
-"""The ``nesydet`` command: ``serve``, ``worker``, ``run``, ``migrate``, ``predict``, ``eval``."""
+"""The ``nesydet`` command: serve, run, migrate, worker, sweep, predict, eval."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nesydet.config import Settings, get_settings
+from nesydet.pipeline.cli import register as register_pipeline_commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +105,23 @@ def _run(args: argparse.Namespace) -> int:
                 worker.kill()
 
 
+def _worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    _setup_process(settings, wipe_metrics=False)
+    from nesydet.tasks.worker import run_worker  # celery, torch: workers only
+
+    return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    _setup_process(settings, wipe_metrics=False)
+    from nesydet.services.sweeper import sweep_once
+
+    print(json.dumps(asyncio.run(sweep_once(settings))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``nesydet`` command."""
     parser = argparse.ArgumentParser(prog="nesydet", description=__doc__)
@@ -126,6 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="upgrade the database schema (alembic upgrade)")
     mig.add_argument("revision", nargs="?", default="head")
     mig.set_defaults(func=_migrate)
+
+    worker = sub.add_parser("worker", help="run a Celery worker on the 'inference' queue")
+    worker.add_argument("--concurrency", type=int, default=None, help="worker processes")
+    worker.add_argument("--loglevel", default=None)
+    worker.set_defaults(func=_worker)
+
+    sweep = sub.add_parser("sweep", help="re-send unsent jobs and recover stale ones, once")
+    sweep.set_defaults(func=_sweep)
+
+    settings = get_settings()
+    register_pipeline_commands(
+        sub,
+        models_dir=settings.models_dir,
+        rules_dir=settings.rules_dir,
+        default_model=settings.default_model,
+    )
 
     return parser
 

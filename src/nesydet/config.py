@@ -62,6 +62,24 @@ class Settings(BaseSettings):
         description="prometheus multiprocess directory shared by the API and the workers",
     )
 
+    # Jobs and workers.
+    worker_concurrency: int = Field(
+        default=1, ge=1, description="worker processes per `nesydet worker`"
+    )
+    job_time_limit_base_s: float = Field(default=120.0, gt=0)
+    job_time_limit_per_image_s: float = Field(default=300.0, gt=0)
+    max_job_time_limit_s: float = Field(default=6 * 3600.0, gt=0)
+    retry_delays_s: list[float] = Field(default_factory=lambda: [60.0, 300.0, 900.0])
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    max_delivery_attempts: int = Field(default=5, ge=1, description="claims before a job fails")
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_stale_s: float = Field(default=30.0, gt=0)
+    sweeper_interval_s: float = Field(default=10.0, ge=0, description="0 disables it")
+    resend_queued_after_s: float = Field(default=900.0, gt=0)
+    broker_publish_timeout_s: float = Field(default=3.0, gt=0)
+    default_seconds_per_image: float = Field(default=10.0, gt=0)
+    status_cache_ttl_s: int = Field(default=86400, gt=0)
+
     # Detection pipeline.
     models_dir: Path = Path("models")
     rules_dir: Path = Path("rules")
@@ -81,6 +99,21 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in {"", "none", "off", "0"}:
             return None
         return value
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the filesystem broker keeps its messages (embedded set-up only)."""
+        return self.var_dir / "broker"
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Return the broker's redelivery timeout: above the longest job's hard limit."""
+        return int(self.max_job_time_limit_s + 600)
+
+    def job_time_limit_s(self, image_count: int) -> float:
+        """Return the hard time limit of a job with ``image_count`` images."""
+        limit = self.job_time_limit_base_s + self.job_time_limit_per_image_s * image_count
+        return min(limit, self.max_job_time_limit_s)
 
     @property
     def staging_dir(self) -> Path:

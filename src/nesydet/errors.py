@@ -110,3 +110,31 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "Service unavailable"
+
+
+class InvalidConfig(AppError):
+    status_code = 400
+    code = "INVALID_CONFIG"
+    default_message = "Invalid configuration"
+
+
+class InvalidFileIds(AppError):
+    status_code = 400
+    code = "INVALID_FILE_IDS"
+    default_message = "file_ids must name files of the upload"
+
+
+class JobNotFound(NotFound):
+    code = "JOB_NOT_FOUND"
+    default_message = "Job not found"
+
+
+class ResultsNotReady(NotFound):
+    code = "RESULTS_NOT_READY"
+    default_message = "Results not available"
+
+
+class JobNotCancellable(AppError):
+    status_code = 409
+    code = "JOB_NOT_CANCELLABLE"
+    default_message = "The job has already finished"

@@ -17,11 +17,15 @@ from nesydet.api.errors import install_error_handlers
 from nesydet.api.middleware import RequestContextMiddleware
 from nesydet.api.openapi import install_openapi
 from nesydet.api.ratelimit import install_rate_limits
-from nesydet.api.routers import system, uploads
+from nesydet.api.routers import files, jobs, system, uploads
 from nesydet.config import Settings, get_settings
 from nesydet.db.session import create_engine, create_sessionmaker
+from nesydet.services.dispatch import Dispatcher
 from nesydet.services.image_checker import ImageChecker
+from nesydet.services.status_cache import make_status_cache
+from nesydet.services.sweeper import Sweeper
 from nesydet.storage import create_storage
+from nesydet.tasks.celery_app import make_celery
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +73,22 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
         app.state.checker = checker or new_checker(settings)
         settings.staging_dir.mkdir(parents=True, exist_ok=True)
         await app.state.checker.start()
+        app.state.celery = make_celery(settings)
+        app.state.dispatcher = Dispatcher(app.state.celery, settings)
+        app.state.status_cache = make_status_cache(settings.redis_url, settings.status_cache_ttl_s)
+        sweeper = Sweeper(
+            sessionmaker=app.state.sessionmaker,
+            settings=settings,
+            dispatcher=app.state.dispatcher,
+            cache=app.state.status_cache,
+        )
+        sweeper.start()
         try:
             yield
         finally:
+            await sweeper.stop()
+            await app.state.status_cache.close()
+            app.state.celery.close()
             if own_checker:
                 app.state.checker.close()
             await engine.dispose()
@@ -83,6 +100,8 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
         lifespan=lifespan,
         openapi_tags=[
             {"name": "uploads", "description": "Upload images and read uploads back"},
+            {"name": "jobs", "description": "Start inference jobs, follow them, fetch results"},
+            {"name": "files", "description": "Original, annotated and thumbnail images"},
             {"name": "system", "description": "Health, readiness and metrics"},
         ],
     )
@@ -96,6 +115,8 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
 
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.include_router(uploads.router)
+    app.include_router(jobs.router)
+    app.include_router(files.router)
     app.include_router(system.router)
     install_rate_limits(app, settings)
     install_openapi(app)

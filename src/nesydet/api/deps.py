@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nesydet.config import Settings
 from nesydet.db import session as uow
+from nesydet.services.dispatch import Dispatcher
 from nesydet.services.image_checker import ImageChecker
+from nesydet.services.status_cache import StatusCache
 from nesydet.storage import Storage
 
 
@@ -48,3 +50,26 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CheckerDep = Annotated[ImageChecker, Depends(get_checker)]
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    """Return the app's task dispatcher."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def get_status_cache(request: Request) -> StatusCache:
+    """Return the app's job status cache."""
+    cache: StatusCache = request.app.state.status_cache
+    return cache
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """Return the session factory, for work that outlives the request's own session."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return maker
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+StatusCacheDep = Annotated[StatusCache, Depends(get_status_cache)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]

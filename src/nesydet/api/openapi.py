@@ -24,6 +24,18 @@ _VALIDATION_EXAMPLE = error_example(
 )
 
 
+def _errors_as_json(responses: dict[str, Any], ref: str) -> None:
+    """Errors are always the JSON envelope, also on routes that answer text or images."""
+    for status, entry in responses.items():
+        if not status.startswith(("4", "5")) or "content" not in entry:
+            continue
+        content = entry["content"]
+        media = content.setdefault("application/json", {})
+        media["schema"] = {"$ref": ref}
+        for other in [k for k in content if k != "application/json"]:
+            del content[other]
+
+
 def install_openapi(app: FastAPI) -> None:
     """Replace FastAPI's 422 responses by the 400 envelope this API really sends."""
 
@@ -48,6 +60,7 @@ def install_openapi(app: FastAPI) -> None:
         for methods in schema.get("paths", {}).values():
             for op in methods.values():
                 responses = op.get("responses", {})
+                _errors_as_json(responses, ref)
                 if responses.pop("422", None) is None:
                     continue
                 entry = responses.setdefault(

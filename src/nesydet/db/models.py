@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from nesydet.db.base import Base, utcnow
+from nesydet.db.base import Base, JSONType, utcnow
 
 
 class Upload(Base):
@@ -51,3 +53,128 @@ class UploadedFile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     upload: Mapped[Upload] = relationship(back_populates="files")
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Job(Base):
+    """One inference job over some files of an upload; the database is its source of truth."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    model_name: Mapped[str] = mapped_column(String(128))
+    file_count: Mapped[int] = mapped_column(Integer)
+    processed_count: Mapped[int] = mapped_column(Integer, default=0)
+    current_stage: Mapped[str | None] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    estimated_completion: Mapped[datetime | None]
+
+    # Delivery: when the task was last handed to the broker, and who holds it now.
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+    time_limit_s: Mapped[float] = mapped_column(Float)
+
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[str | None] = mapped_column(Text)
+
+    total_detections: Mapped[int | None] = mapped_column(Integer)
+    average_confidence: Mapped[float | None] = mapped_column(Float)
+    processing_time_seconds: Mapped[float | None] = mapped_column(Float)
+
+    files: Mapped[list[JobFile]] = relationship(
+        back_populates="job", order_by="JobFile.position", cascade="all, delete-orphan"
+    )
+
+
+class JobFile(Base):
+    """One image of a job: its progress, counts and the keys of its artefacts."""
+
+    __tablename__ = "job_files"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(
+        ForeignKey("uploaded_files.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    detection_count: Mapped[int | None] = mapped_column(Integer)
+    dropped_count: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    labels_key: Mapped[str | None] = mapped_column(String(255))
+    annotated_key: Mapped[str | None] = mapped_column(String(255))
+    thumbnail_key: Mapped[str | None] = mapped_column(String(255))
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    processed_at: Mapped[datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="files")
+    file: Mapped[UploadedFile] = relationship(lazy="joined")
+
+
+class Detection(Base):
+    """One detected object, kept after reasoning; queryable per job, file and class."""
+
+    __tablename__ = "detections"
+    __table_args__ = (
+        UniqueConstraint("job_id", "file_id", "idx"),
+        Index("ix_detections_job_id_class_name", "job_id", "class_name"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    file_id: Mapped[str] = mapped_column(ForeignKey("uploaded_files.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    class_id: Mapped[int] = mapped_column(Integer)
+    class_name: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    x_min: Mapped[float] = mapped_column(Float)
+    y_min: Mapped[float] = mapped_column(Float)
+    x_max: Mapped[float] = mapped_column(Float)
+    y_max: Mapped[float] = mapped_column(Float)
+    obb: Mapped[list[float] | None] = mapped_column(JSONType)
+    polygon: Mapped[list[Any] | None] = mapped_column(JSONType)
+    reasoning: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Worker(Base):
+    """A worker process that is (or was) alive; its heartbeat counts the active workers."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    current_job_id: Mapped[str | None] = mapped_column(String(32))

@@ -8,8 +8,10 @@ aggregates them, so worker metrics join the API's on one endpoint.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -20,8 +22,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from nesydet.observability.metrics_dir import MULTIPROC_ENV
+from nesydet.observability.metrics_dir import MULTIPROC_ENV, process_identifier
 
 API_REQUESTS = Counter(
     "api_requests_total", "Total number of API requests", ["method", "endpoint", "status"]
@@ -70,13 +74,78 @@ def multiprocess_dir() -> Path | None:
 def mark_process_dead(pid: int) -> None:
     """Drop a finished process's live gauges so ``livesum`` stops counting them."""
     if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        for ident in (process_identifier(pid), str(pid)):
+            multiprocess.mark_process_dead(ident)  # type: ignore[no-untyped-call]
 
 
-def render_latest() -> tuple[bytes, str]:
+class PointInTime(Collector):
+    """Gauges read at scrape time: queue, workers and this machine's CPU, memory and GPU."""
+
+    def __init__(self, *, queue_length: int, active_workers: int) -> None:
+        self.queue_length = queue_length
+        self.active_workers = active_workers
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the gauges."""
+        queue = GaugeMetricFamily("queue_length", "Number of jobs in queue", labels=["queue"])
+        queue.add_metric(["inference"], self.queue_length)
+        yield queue
+        yield GaugeMetricFamily(
+            "active_workers", "Worker processes with a recent heartbeat", value=self.active_workers
+        )
+        yield GaugeMetricFamily(
+            "cpu_usage_percent", "CPU utilization of this host", value=psutil.cpu_percent(None)
+        )
+        memory = GaugeMetricFamily("memory_usage_bytes", "Memory in use", labels=["scope"])
+        memory.add_metric(["host"], float(psutil.virtual_memory().used))
+        memory.add_metric(["api_process"], float(psutil.Process().memory_info().rss))
+        yield memory
+        gpus = gpu_utilization()
+        if gpus:
+            gpu = GaugeMetricFamily("gpu_utilization_percent", "GPU utilization", labels=["gpu"])
+            for index, percent in gpus.items():
+                gpu.add_metric([str(index)], percent)
+            yield gpu
+
+
+def gpu_utilization() -> dict[int, float]:
+    """Return each NVIDIA GPU's utilization, or nothing when there is none (or no NVML)."""
+    try:
+        import pynvml  # optional: present with the CUDA builds of torch
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no GPU, no library: simply no GPU metrics
+        return {}
+    try:
+        return {
+            i: float(pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu)
+            for i in range(pynvml.nvmlDeviceGetCount())
+        }
+    except Exception:
+        return {}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def render_latest(extra: Collector | None = None) -> tuple[bytes, str]:
     """Return the exposition text of every metric (all processes in multiprocess mode)."""
     if multiprocess_dir() is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    if extra is not None:
+        registry.register(extra)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Forward(Collector):
+    """Exposes another registry's metrics inside a per-scrape registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the source registry's metrics."""
+        return self.source.collect()

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import anyio
+from celery import Celery
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from nesydet import API_VERSION, __version__
 from nesydet.api.errors import error_response
+from nesydet.db.base import utcnow
+from nesydet.db.models import JobStatus
+from nesydet.db.repositories import jobs as job_repo
 from nesydet.observability import metrics
 from nesydet.schemas.common import ErrorResponse, error_example
 from nesydet.schemas.system import (
@@ -69,10 +74,16 @@ def readiness_checks(request: Request) -> dict[str, Callable[[], Awaitable[None]
     async def storage() -> None:
         await anyio.to_thread.run_sync(state.storage.check)
 
-    checks: dict[str, Callable[[], Awaitable[None]]] = {"database": database, "storage": storage}
-    for name, check in getattr(state, "extra_readiness_checks", {}).items():
-        checks[name] = check
-    return checks
+    async def broker() -> None:
+        await anyio.to_thread.run_sync(check_broker, state.celery, abandon_on_cancel=True)
+
+    return {"database": database, "storage": storage, "broker": broker}
+
+
+def check_broker(celery: Celery) -> None:
+    """Connect to the broker once; raise when it cannot be reached."""
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=int(_CHECK_TIMEOUT_S))
 
 
 @router.get(
@@ -114,7 +125,15 @@ async def readyz(request: Request) -> Response:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"example": "api_requests_total{...} 1.0"}}}},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
     """Return every metric in the Prometheus text format (API and worker processes)."""
-    payload, content_type = await anyio.to_thread.run_sync(metrics.render_latest)
+    state = request.app.state
+    settings = state.settings
+    async with state.sessionmaker() as session:
+        queued = await job_repo.count_by_status(session=session, status=JobStatus.QUEUED)
+        workers = await job_repo.live_workers(
+            session=session, since=utcnow() - timedelta(seconds=settings.heartbeat_stale_s)
+        )
+    extra = metrics.PointInTime(queue_length=queued, active_workers=workers)
+    payload, content_type = await anyio.to_thread.run_sync(metrics.render_latest, extra)
     return Response(content=payload, media_type=content_type)

@@ -1,0 +1,180 @@
+"""Throughput through the service against the pipeline alone, and status-poll latency.
+
+1. The same images, same model and same config, run (a) through the pipeline in a bare loop in
+   this process and (b) through the service: upload, one job, a real Celery worker, results in
+   the database and storage. Prints images per hour for both and their ratio (target >= 0.9).
+2. While the service job runs, 50 concurrent clients poll its status; prints p50 and p95
+   latency (target p95 < 50 ms).
+
+The service runs the production set-up (PostgreSQL, Redis broker and status cache) when those
+servers are reachable, and the embedded one (SQLite, filesystem broker) with ``--embedded``.
+
+    .venv/bin/python -m bench.e2e [--images 8] [--size 1024] [--embedded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / "var" / "yolo_cfg"))
+
+from demo_scenes import generate_scene  # noqa: E402
+from tests.integration.prom import nesydet_command, spawn, start_api_server, wait_until  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+POLLERS = 50
+CONFIG: dict[str, Any] = {}  # the service's defaults, which the bare loop uses too
+
+
+def make_images(folder: Path, count: int, size: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"scene-{i}.png"
+        generate_scene(size, size, 1000 + i).image.save(path)
+        paths.append(path)
+    return paths
+
+
+def bare_loop(paths: list[Path]) -> float:
+    """Return seconds to run every image through one warmed-up pipeline in this process."""
+    from nesydet.config import Settings
+    from nesydet.pipeline import Pipeline, PipelineConfig, load_image
+
+    settings = Settings()
+    pipeline = Pipeline(
+        settings.models_dir, settings.rules_dir, default_model=settings.default_model
+    )
+    pipeline.warmup()
+    config = PipelineConfig.from_dict(CONFIG)
+    pipeline.run(load_image(paths[0]), config)  # same warm-up the worker gets
+    started = time.perf_counter()
+    for path in paths:
+        pipeline.run(load_image(path), config)
+    return time.perf_counter() - started
+
+
+async def poll(url: str, job_id: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = await client.get(f"/api/v1/jobs/{job_id}/status")
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(response.text)
+            await asyncio.sleep(0.05)
+
+
+async def run_job(url: str, paths: list[Path]) -> tuple[float, list[float], dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+        up = (await client.post("/api/v1/inference/upload", files=files)).json()["data"]
+        started = time.perf_counter()
+        response = await client.post(
+            "/api/v1/inference/predict", json={"upload_id": up["upload_id"], "config": CONFIG}
+        )
+        job_id = response.json()["data"]["job_id"]
+        stop = asyncio.Event()
+        latencies: list[float] = []
+        pollers = [asyncio.create_task(poll(url, job_id, stop, latencies)) for _ in range(POLLERS)]
+        while True:
+            body = (await client.get(f"/api/v1/jobs/{job_id}/status")).json()["data"]
+            if body["status"] in {"completed", "failed", "cancelled"}:
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await asyncio.gather(*pollers)
+    if body["status"] != "completed":
+        raise RuntimeError(f"the job ended {body['status']}: {body.get('error')}")
+    return elapsed, latencies, body
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--embedded", action="store_true", help="SQLite and the filesystem broker")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nesydet-e2e-") as tmp:
+        root = Path(tmp)
+        paths = make_images(root / "images", args.images, args.size)
+        bare_s = bare_loop(paths)
+        env: dict[str, str] = {"NESYDET_SWEEPER_INTERVAL_S": "5"}
+        redis = None
+        setup = "embedded (SQLite, filesystem broker, no cache)"
+        if not args.embedded:
+            import asyncpg
+
+            async def fresh_db() -> None:
+                conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+                await conn.execute("DROP DATABASE IF EXISTS nesydet_bench WITH (FORCE)")
+                await conn.execute("CREATE DATABASE nesydet_bench")
+                await conn.close()
+
+            asyncio.run(fresh_db())
+            redis = RedisServer(root)
+            redis.start()
+            env.update(
+                NESYDET_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/nesydet_bench",
+                NESYDET_BROKER_URL=redis.url,
+                NESYDET_REDIS_URL=redis.url.replace("/0", "/1"),
+            )
+            setup = "production (PostgreSQL, Redis broker and status cache)"
+        api = start_api_server(root / "service", **env)
+        worker = spawn(
+            "worker", nesydet_command("worker", "--concurrency", "1"), env=api.env, cwd=api.root
+        )
+        try:
+            wait_until(
+                lambda: "active_workers 1.0" in httpx.get(f"{api.url}/metrics", timeout=5).text,
+                timeout=180, what="the worker", process=worker,
+            )  # fmt: skip
+            asyncio.run(run_job(api.url, paths[:1]))  # warm-up job: model and Prolog per process
+            service_s, latencies, body = asyncio.run(run_job(api.url, paths))
+        finally:
+            worker.stop()
+            api.stop()
+            if redis is not None:
+                redis.stop()
+    n = len(paths)
+    bare_rate = n / bare_s * 3600
+    service_rate = n / service_s * 3600
+    ratio = service_rate / bare_rate
+    p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
+    print(f"set-up: {setup}; {n} images of {args.size}x{args.size}, default config")
+    print(f"{'path':<24} {'seconds':>8} {'images/hour':>12}")
+    print(f"{'pipeline, bare loop':<24} {bare_s:8.1f} {bare_rate:12.0f}")
+    print(f"{'service (worker)':<24} {service_s:8.1f} {service_rate:12.0f}")
+    print(f"ratio service/bare: {ratio:.3f} (target >= 0.9) {'ok' if ratio >= 0.9 else 'MISS'}")
+    verdict = "ok" if p95 < 50 else "MISS"
+    print(
+        f"status polls: {len(latencies)} by {POLLERS} clients during the job; "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p95 < 50 ms) {verdict}"
+    )
+    print(f"job: {body['summary']['total_detections']} detections")
+    return 0 if ratio >= 0.9 and p95 < 50 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

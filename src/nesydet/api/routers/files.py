@@ -1,0 +1,97 @@
+"""Binary files: the original upload, and the annotated image and thumbnail of a job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from nesydet.api.deps import SessionDep, StorageDep
+from nesydet.errors import FileNotFound, StorageError
+from nesydet.schemas.common import error_responses
+from nesydet.services import results as result_service
+from nesydet.storage import Storage, StorageFailure
+
+router = APIRouter(prefix="/api/v1", tags=["files"])
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+
+@router.get(
+    "/files/{file_id}/{kind}",
+    summary="An image: original, annotated or thumbnail",
+    description=(
+        "`original` is the uploaded file as it was sent. `annotated` and `thumbnail` come from "
+        "the job given by `job_id`, or from the file's most recent completed job. Responses "
+        "carry an `ETag`; send it back in `If-None-Match` to get 304."
+    ),
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "image/jpeg": {"example": "(binary)"},
+                "image/png": {"example": "(binary)"},
+                "image/tiff": {"example": "(binary)"},
+            },
+            "description": "The image",
+        },
+        304: {"description": "Not modified", "content": {"image/jpeg": {"example": ""}}},
+        **error_responses(
+            (404, "FILE_NOT_FOUND", "File not found", "no file with id img_000000000000"),
+            (
+                404,
+                "RESULTS_NOT_READY",
+                "Results not available",
+                "no annotated image of img_x in any completed job",
+            ),
+        ),
+    },
+)
+async def get_file(
+    file_id: str,
+    kind: Literal["original", "annotated", "thumbnail"],
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    job_id: Annotated[str | None, Query(description="the job whose result to serve")] = None,
+) -> Response:
+    """Return the image bytes with caching headers."""
+    item = await result_service.artefact(session=session, file_id=file_id, kind=kind, job_id=job_id)
+    try:
+        stat = await anyio.to_thread.run_sync(storage.stat, item.key)
+    except StorageFailure as exc:
+        raise StorageError("Could not read a stored image", details=str(exc)) from exc
+    if stat is None:
+        raise FileNotFound(
+            "File not found", details=f"the stored {kind} image of {file_id} is missing"
+        )
+    etag = f'"{stat.etag}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE if item.immutable else REVALIDATE,
+        "Content-Disposition": f'inline; filename="{item.filename}"',
+    }
+    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    path = storage.local_path(item.key)
+    if path is not None:
+        return FileResponse(path, media_type=item.content_type, headers=headers, stat_result=None)
+    return StreamingResponse(
+        iterate(storage, item.key),
+        media_type=item.content_type,
+        headers={**headers, "Content-Length": str(stat.size)},
+    )
+
+
+async def iterate(storage: Storage, key: str) -> AsyncIterator[bytes]:
+    """Yield an object's chunks without blocking the event loop."""
+    chunks = iter(storage.iter_chunks(key))
+    while True:
+        chunk = await anyio.to_thread.run_sync(next, chunks, None)
+        if chunk is None:
+            return
+        yield chunk

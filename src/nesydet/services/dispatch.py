@@ -1,0 +1,68 @@
+"""Hands jobs to the broker. A job row is always committed before its task is sent."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import anyio
+from celery import Celery
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nesydet.config import Settings
+from nesydet.db.base import utcnow
+from nesydet.db.repositories import jobs as job_repo
+from nesydet.tasks.celery_app import INFERENCE_TASK, QUEUE
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Publishes inference tasks; failing to reach the broker is reported, never raised."""
+
+    def __init__(self, celery: Celery, settings: Settings) -> None:
+        self.celery = celery
+        self.settings = settings
+
+    def time_limits(self, image_count: int) -> tuple[int, int]:
+        """Return the (hard, soft) time limits in seconds of a job with that many images."""
+        hard = math.ceil(self.settings.job_time_limit_s(image_count))
+        return hard, max(1, hard - min(30, math.ceil(hard * 0.1)))
+
+    def publish(self, job_id: str, image_count: int, countdown: float | None = None) -> None:
+        """Send the job's task now (blocking); raises when the broker cannot be reached."""
+        hard, soft = self.time_limits(image_count)
+        self.celery.send_task(
+            INFERENCE_TASK,
+            args=[job_id],
+            queue=QUEUE,
+            time_limit=hard,
+            soft_time_limit=soft,
+            countdown=countdown,
+            retry=False,
+        )
+
+    async def send(self, job_id: str, image_count: int) -> bool:
+        """Publish from async code within the publish timeout; return whether it was sent."""
+        try:
+            with anyio.fail_after(self.settings.broker_publish_timeout_s + 1):
+                await anyio.to_thread.run_sync(
+                    self.publish, job_id, image_count, abandon_on_cancel=True
+                )
+        except Exception as exc:  # any broker failure leaves the job to the sweeper
+            log.warning(
+                "could not send the job's task", extra={"job_id": job_id, "error": repr(exc)}
+            )
+            return False
+        return True
+
+    async def send_and_record(
+        self, sessionmaker: async_sessionmaker[AsyncSession], job_id: str, image_count: int
+    ) -> bool:
+        """Send a queued job's task and record ``sent_at``; False leaves it to the sweeper."""
+        if not await self.send(job_id, image_count):
+            return False
+        async with sessionmaker() as session:
+            await job_repo.mark_sent(session=session, job_id=job_id, when=utcnow())
+            await session.commit()
+        return True

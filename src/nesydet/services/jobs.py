@@ -1,0 +1,272 @@
+"""Use cases for jobs: create (Endpoint 2), read status (Endpoint 3), list, cancel."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nesydet.config import Settings
+from nesydet.db import session as uow
+from nesydet.db.base import utcnow
+from nesydet.db.models import TERMINAL_STATUSES, Job, JobFile, JobStatus
+from nesydet.db.repositories import jobs as job_repo
+from nesydet.db.repositories import uploads as upload_repo
+from nesydet.errors import (
+    InvalidConfig,
+    InvalidFileIds,
+    JobNotCancellable,
+    JobNotFound,
+    UploadNotFound,
+    ValidationFailed,
+)
+from nesydet.ids import new_id
+from nesydet.observability import metrics
+from nesydet.schemas.jobs import JobConfig, PredictRequest, job_status_payload
+from nesydet.services.assets import MODEL_SUFFIXES, RULES_SUFFIXES, available, resolve_inside
+from nesydet.services.dispatch import Dispatcher
+from nesydet.services.status_cache import StatusCache
+
+log = logging.getLogger(__name__)
+
+
+def model_label(name: str) -> str:
+    """Return the metrics label of a model file name (its stem)."""
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def check_assets(config: JobConfig, settings: Settings) -> str:
+    """Return the model file name the job will use; raise InvalidConfig for unusable files."""
+    errors: list[dict[str, Any]] = []
+    model = config.model_path or settings.default_model
+    model_file = resolve_inside(settings.models_dir, model, MODEL_SUFFIXES)
+    if model_file is None:
+        choices = ", ".join(available(settings.models_dir, MODEL_SUFFIXES)) or "none"
+        errors.append(
+            {
+                "field": "config.model_path",
+                "error_code": "MODEL_NOT_FOUND",
+                "error": f"Not a model file in the models directory: {model} "
+                f"(available: {choices})",
+            }
+        )
+    rules = config.symbolic_reasoning
+    if (
+        rules.enabled
+        and resolve_inside(settings.rules_dir, rules.rules_file, RULES_SUFFIXES) is None
+    ):
+        choices = ", ".join(available(settings.rules_dir, RULES_SUFFIXES)) or "none"
+        errors.append(
+            {
+                "field": "config.symbolic_reasoning.rules_file",
+                "error_code": "RULES_NOT_FOUND",
+                "error": f"Not a rules file in the rules directory: {rules.rules_file} "
+                f"(available: {choices})",
+            }
+        )
+    if errors or model_file is None:
+        raise InvalidConfig(
+            "Invalid configuration",
+            errors=errors,
+            details="; ".join(f"{e['field']}: {e['error']}" for e in errors),
+        )
+    # Stored relative to the models directory, the way the workers resolve it.
+    return model_file.relative_to(settings.models_dir.resolve()).as_posix()
+
+
+async def estimate_completion(
+    *, session: AsyncSession, settings: Settings, model: str, images: int, now: datetime
+) -> datetime:
+    """Return when a new job should finish: the images ahead of it and its own, at the
+    seconds per image measured on recent jobs of the same model."""
+    per_image = await job_repo.seconds_per_image(session=session, model_name=model_label(model))
+    per_image = per_image or settings.default_seconds_per_image
+    ahead = await job_repo.images_ahead(session=session)
+    workers = await job_repo.live_workers(
+        session=session, since=now - timedelta(seconds=settings.heartbeat_stale_s)
+    )
+    return now + timedelta(seconds=per_image * (ahead / max(1, workers) + images))
+
+
+async def create_job(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: StatusCache,
+    request: PredictRequest,
+) -> Job:
+    """Validate a predict request, commit the job, then send its task.
+
+    Raises:
+        UploadNotFound: the upload does not exist.
+        InvalidFileIds: some ``file_ids`` are not files of that upload.
+        InvalidConfig: the model or rules file named by the config is not available.
+    """
+    upload = await upload_repo.get(session=session, upload_id=request.upload_id)
+    if upload is None:
+        raise UploadNotFound("Upload not found", details=f"no upload with id {request.upload_id}")
+    by_id = {f.id: f for f in upload.files}
+    if request.file_ids is None:
+        files = list(upload.files)
+    else:
+        wrong = [
+            {
+                "field": f"file_ids[{i}]",
+                "error_code": "FILE_NOT_IN_UPLOAD",
+                "error": f"{fid} is not a file of {upload.id}",
+            }
+            for i, fid in enumerate(request.file_ids)
+            if fid not in by_id
+        ]
+        if wrong:
+            raise InvalidFileIds(
+                "file_ids must name files of the upload",
+                errors=wrong,
+                details=", ".join(e["error"] for e in wrong),
+            )
+        if len(set(request.file_ids)) != len(request.file_ids):
+            raise ValidationFailed(
+                "file_ids has duplicates",
+                errors=[
+                    {"field": "file_ids", "error_code": "DUPLICATE", "error": "each file once"}
+                ],
+            )
+        files = [by_id[fid] for fid in request.file_ids]
+    model = check_assets(request.config, settings)
+    now = utcnow()
+    eta = await estimate_completion(
+        session=session, settings=settings, model=model, images=len(files), now=now
+    )
+    config = request.config.model_dump(mode="json")
+    config["model_path"] = model
+    job = Job(
+        id=new_id("job"),
+        upload_id=upload.id,
+        status=JobStatus.QUEUED,
+        config=config,
+        model_name=model_label(model),
+        file_count=len(files),
+        processed_count=0,
+        created_at=now,
+        updated_at=now,
+        estimated_completion=eta,
+        attempts=0,
+        retries=0,
+        time_limit_s=settings.job_time_limit_s(len(files)),
+        files=[JobFile(file_id=f.id, position=i, status="pending") for i, f in enumerate(files)],
+    )
+    await job_repo.add(session=session, job=job)
+    payload = job_status_payload(job)
+
+    async def after() -> None:
+        metrics.INFERENCE_JOBS.labels(status=JobStatus.QUEUED).inc()
+        await cache.put(job.id, payload)
+        await dispatcher.send_and_record(sessionmaker, job.id, job.file_count)
+
+    uow.after_commit(session, after)
+    return job
+
+
+async def get_job(*, session: AsyncSession, job_id: str) -> Job:
+    """Return the job, or raise JobNotFound."""
+    job = await job_repo.get(session=session, job_id=job_id)
+    if job is None:
+        raise JobNotFound("Job not found", details=f"no job with id {job_id}")
+    return job
+
+
+async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: str) -> dict[str, Any]:
+    """Return the status payload: from the cache when fresh there, else from the database."""
+    cached = await cache.get(job_id)
+    if cached is not None:
+        return cached
+    job = await get_job(session=session, job_id=job_id)
+    payload = job_status_payload(job)
+    await cache.put(job_id, payload)
+    return payload
+
+
+async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) -> Job:
+    """Cancel a queued or processing job; a running one stops before its next image.
+
+    Raises:
+        JobNotFound: no such job.
+        JobNotCancellable: the job already completed or failed.
+    """
+    job = await get_job(session=session, job_id=job_id)
+    if job.status == JobStatus.CANCELLED:
+        return job
+    now = utcnow()
+    moved = await job_repo.transition(
+        session=session,
+        job_id=job_id,
+        from_statuses=[JobStatus.QUEUED, JobStatus.PROCESSING],
+        values={
+            "status": JobStatus.CANCELLED,
+            "cancelled_at": now,
+            "updated_at": now,
+            "current_stage": None,
+        },
+    )
+    job = await get_job(session=session, job_id=job_id)
+    if not moved:
+        if job.status == JobStatus.CANCELLED:
+            return job
+        raise JobNotCancellable(
+            "The job has already finished", details=f"job {job_id} is {job.status}"
+        )
+    payload = job_status_payload(job)
+
+    async def after() -> None:
+        metrics.INFERENCE_JOBS.labels(status=JobStatus.CANCELLED).inc()
+        await cache.put(job_id, payload)
+
+    uow.after_commit(session, after)
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    """Return an opaque cursor that continues after ``job``."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Return the position a cursor encodes; ValidationFailed when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed(
+            "Invalid cursor",
+            errors=[
+                {
+                    "field": "cursor",
+                    "error_code": "INVALID_VALUE",
+                    "error": "not a cursor from this API",
+                }
+            ],
+        ) from exc
+
+
+async def list_jobs(
+    *, session: AsyncSession, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """Return a page of jobs, newest first, and the cursor of the next page."""
+    before = decode_cursor(cursor) if cursor else None
+    jobs = await job_repo.list_page(session=session, status=status, limit=limit + 1, before=before)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return jobs, (encode_cursor(jobs[-1]) if more and jobs else None)
+
+
+def is_terminal(status: str) -> bool:
+    """Return whether a job in this status will not change again."""
+    return status in TERMINAL_STATUSES

@@ -1,0 +1,275 @@
+"""Use cases for results: detections in JSON/YOLO/COCO/VOC (Endpoint 4), visualizations
+(Endpoint 5) and the binary files behind them."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nesydet.db.models import Detection as DetectionRow
+from nesydet.db.models import Job, JobFile, JobStatus, UploadedFile
+from nesydet.db.repositories import jobs as job_repo
+from nesydet.db.repositories import uploads as upload_repo
+from nesydet.errors import FileNotFound, ResultsNotReady, StorageError, ValidationFailed
+from nesydet.pipeline import export
+from nesydet.pipeline.types import Detection, ReasoningTrace
+from nesydet.services.jobs import get_job
+from nesydet.storage import Storage, StorageFailure
+
+ResultFormat = Literal["json", "yolo", "coco", "voc"]
+ArtefactKind = Literal["original", "annotated", "thumbnail"]
+
+
+def to_detection(row: DetectionRow) -> Detection:
+    """Return the pipeline's detection for a stored row (so exporters serve both)."""
+    trace = None
+    if row.reasoning is not None:
+        r = row.reasoning
+        trace = ReasoningTrace(
+            original_confidence=float(r["original_confidence"]),
+            adjusted_confidence=float(r["adjusted_confidence"]),
+            action=r["action"],
+            rules_fired=list(r.get("rules_fired", [])),
+            original_class=r.get("original_class"),
+        )
+    obb = tuple(row.obb) if row.obb is not None else None
+    polygon = [(float(x), float(y)) for x, y in row.polygon] if row.polygon is not None else None
+    return Detection(
+        class_id=row.class_id,
+        class_name=row.class_name,
+        confidence=row.confidence,
+        bbox=(row.x_min, row.y_min, row.x_max, row.y_max),
+        obb=obb,  # type: ignore[arg-type]  # five floats, as stored
+        polygon=polygon,
+        reasoning=trace,
+    )
+
+
+def detection_row(det: Detection, idx: int) -> dict[str, Any]:
+    """Return the column values that store a pipeline detection."""
+    x0, y0, x1, y1 = det.bbox
+    return {
+        "idx": idx,
+        "class_id": det.class_id,
+        "class_name": det.class_name,
+        "confidence": float(det.confidence),
+        "x_min": float(x0),
+        "y_min": float(y0),
+        "x_max": float(x1),
+        "y_max": float(y1),
+        "obb": [float(v) for v in det.obb] if det.obb is not None else None,
+        "polygon": [[float(x), float(y)] for x, y in det.polygon] if det.polygon else None,
+        "reasoning": det.reasoning.to_dict() if det.reasoning is not None else None,
+    }
+
+
+async def completed_job(*, session: AsyncSession, job_id: str) -> Job:
+    """Return the job if it has completed; JobNotFound or ResultsNotReady otherwise."""
+    job = await get_job(session=session, job_id=job_id)
+    if job.status != JobStatus.COMPLETED:
+        reason = {
+            JobStatus.QUEUED: "Job is still queued",
+            JobStatus.PROCESSING: "Job is still processing",
+            JobStatus.FAILED: "Job failed",
+            JobStatus.CANCELLED: "Job was cancelled",
+        }.get(JobStatus(job.status), f"Job is {job.status}")
+        raise ResultsNotReady("Results not available", details=reason)
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    job_file: JobFile
+    upload: UploadedFile
+    detections: list[Detection]
+
+
+async def _file_results(
+    *, session: AsyncSession, job: Job, file_id: str | None
+) -> list[FileResult]:
+    files = await job_repo.job_files(session=session, job_id=job.id)
+    if file_id is not None:
+        files = [f for f in files if f.file_id == file_id]
+        if not files:
+            raise FileNotFound(
+                "File not in this job", details=f"{file_id} is not a file of {job.id}"
+            )
+    rows = await job_repo.detections(session=session, job_id=job.id, file_id=file_id)
+    by_file: dict[str, list[Detection]] = {}
+    for row in rows:
+        by_file.setdefault(row.file_id, []).append(to_detection(row))
+    return [FileResult(f, f.file, by_file.get(f.file_id, [])) for f in files]
+
+
+def _size(result: FileResult) -> tuple[int, int]:
+    return (
+        result.job_file.width or result.upload.width,
+        result.job_file.height or result.upload.height,
+    )
+
+
+async def results(
+    *, session: AsyncSession, job_id: str, fmt: ResultFormat, file_id: str | None
+) -> dict[str, Any]:
+    """Return the ``data`` of the results endpoint in the requested format."""
+    job = await completed_job(session=session, job_id=job_id)
+    files = await _file_results(session=session, job=job, file_id=file_id)
+    data: dict[str, Any] = {"job_id": job.id, "format": fmt}
+    if fmt == "json":
+        data["results"] = [
+            {
+                "file_id": r.upload.id,
+                "filename": r.upload.filename,
+                "dimensions": list(_size(r)),
+                "detections": export.to_json_detections(r.detections, *_size(r)),
+                "detection_count": len(r.detections),
+            }
+            for r in files
+        ]
+    elif fmt == "yolo":
+        data["files"] = [
+            {
+                "file_id": r.upload.id,
+                "filename": r.upload.filename,
+                "label_content": export.to_yolo(r.detections, *_size(r)),
+                "download_url": f"/api/v1/jobs/{job.id}/results/{r.upload.id}/labels.txt",
+            }
+            for r in files
+        ]
+    elif fmt == "voc":
+        data["files"] = [
+            {
+                "file_id": r.upload.id,
+                "filename": r.upload.filename,
+                "voc_xml": export.to_voc(r.upload.filename, *_size(r), r.detections),
+            }
+            for r in files
+        ]
+    else:
+        images = [
+            export.CocoImage(r.upload.filename, *_size(r), r.detections, id=n)
+            for n, r in enumerate(files, 1)
+        ]
+        coco = export.to_coco(images)
+        for image, r in zip(coco["images"], files, strict=True):
+            image["file_id"] = r.upload.id
+        data["coco"] = coco
+    return data
+
+
+async def labels_text(*, session: AsyncSession, job_id: str, file_id: str) -> str:
+    """Return one file's YOLO label text."""
+    job = await completed_job(session=session, job_id=job_id)
+    [result] = await _file_results(session=session, job=job, file_id=file_id)
+    return export.to_yolo(result.detections, *_size(result))
+
+
+def _file_urls(file_id: str, job_id: str) -> dict[str, str]:
+    return {
+        "original_url": f"/api/v1/files/{file_id}/original",
+        "annotated_url": f"/api/v1/files/{file_id}/annotated?job_id={job_id}",
+        "thumbnail_url": f"/api/v1/files/{file_id}/thumbnail?job_id={job_id}",
+    }
+
+
+async def _data_uri(storage: Storage, key: str | None, content_type: str) -> str | None:
+    if key is None:
+        return None
+    try:
+        raw = await anyio.to_thread.run_sync(storage.get_bytes, key)
+    except StorageFailure as exc:
+        raise StorageError("Could not read a stored image", details=str(exc)) from exc
+    return f"data:{content_type};base64,{base64.b64encode(raw).decode()}"
+
+
+async def visualizations(
+    *,
+    session: AsyncSession,
+    storage: Storage,
+    job_id: str,
+    file_id: str | None,
+    fmt: Literal["url", "base64"],
+) -> dict[str, Any]:
+    """Return the ``data`` of the visualization endpoint (URLs, or one file inline)."""
+    job = await completed_job(session=session, job_id=job_id)
+    files = await job_repo.job_files(session=session, job_id=job.id)
+    if file_id is not None:
+        files = [f for f in files if f.file_id == file_id]
+        if not files:
+            raise FileNotFound(
+                "File not in this job", details=f"{file_id} is not a file of {job.id}"
+            )
+    if fmt == "url":
+        return {
+            "job_id": job.id,
+            "visualizations": [
+                {
+                    "file_id": f.file_id,
+                    "filename": f.file.filename,
+                    **_file_urls(f.file_id, job.id),
+                    "detection_count": f.detection_count or 0,
+                }
+                for f in files
+            ],
+        }
+    if len(files) != 1:
+        raise ValidationFailed(
+            "format=base64 returns one image: give file_id",
+            errors=[
+                {
+                    "field": "file_id",
+                    "error_code": "REQUIRED",
+                    "error": "required with format=base64 when a job has several files",
+                }
+            ],
+        )
+    [f] = files
+    return {
+        "job_id": job.id,
+        "file_id": f.file_id,
+        "filename": f.file.filename,
+        "format": "base64",
+        "original_image": await _data_uri(storage, f.file.storage_key, f.file.content_type),
+        "annotated_image": await _data_uri(storage, f.annotated_key, "image/jpeg"),
+        "thumbnail_image": await _data_uri(storage, f.thumbnail_key, "image/jpeg"),
+        "detection_count": f.detection_count or 0,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Artefact:
+    key: str
+    content_type: str
+    filename: str
+    immutable: bool
+
+
+async def artefact(
+    *, session: AsyncSession, file_id: str, kind: ArtefactKind, job_id: str | None
+) -> Artefact:
+    """Return the stored object behind ``/api/v1/files/{file_id}/{kind}``."""
+    upload_file = await upload_repo.get_file(session=session, file_id=file_id)
+    if upload_file is None:
+        raise FileNotFound("File not found", details=f"no file with id {file_id}")
+    if kind == "original":
+        return Artefact(
+            upload_file.storage_key, upload_file.content_type, upload_file.filename, True
+        )
+    done = await job_repo.latest_done_file(session=session, file_id=file_id, job_id=job_id)
+    key = (
+        None
+        if done is None
+        else (done.annotated_key if kind == "annotated" else done.thumbnail_key)
+    )
+    if done is None or key is None:
+        where = f"job {job_id}" if job_id else "any completed job"
+        raise ResultsNotReady(
+            "Results not available", details=f"no {kind} image of {file_id} in {where}"
+        )
+    stem = upload_file.filename.rsplit(".", 1)[0]
+    # Keyed by job: the object under a key never changes, so it may be cached for good.
+    return Artefact(key, "image/jpeg", f"{stem}-{kind}.jpg", job_id is not None)

@@ -1,0 +1,1 @@
+"""Celery: the app, the inference task, and the worker process set-up."""

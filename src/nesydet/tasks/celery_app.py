@@ -1,0 +1,66 @@
+"""The Celery application, configured from the settings; imports no task code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from nesydet.config import Settings
+
+QUEUE = "inference"
+INFERENCE_TASK = "nesydet.run_inference"
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Return the transport options for the configured broker."""
+    url = settings.broker_url
+    if url.startswith("filesystem://"):
+        folder = settings.broker_dir
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    if url.startswith(("redis://", "rediss://", "sentinel://")):
+        return {
+            # A message not acknowledged within this time is delivered again: it must exceed
+            # the hard time limit of the longest job.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": settings.broker_publish_timeout_s,
+            "socket_timeout": 30,
+            "retry_on_timeout": True,
+        }
+    return {}
+
+
+def make_celery(settings: Settings) -> Celery:
+    """Return a Celery app on the configured broker, with no result backend."""
+    app = Celery("nesydet", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_routes={INFERENCE_TASK: {"queue": QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # No lost work: a task is acknowledged only once it has finished, and a task whose
+        # worker process died goes back to the queue.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=None,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        broker_transport_options=broker_options(settings),
+        broker_connection_timeout=settings.broker_publish_timeout_s,
+        broker_connection_retry_on_startup=True,
+        broker_pool_limit=4,
+        task_time_limit=settings.max_job_time_limit_s,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
