@@ -3,13 +3,14 @@
 1. The same images, same model and same config, run (a) through the pipeline in a bare loop in
    this process and (b) through the service: upload, one job, a real Celery worker, results in
    the database and storage. Prints images per hour for both and their ratio (target >= 0.9).
-2. While the service job runs, 50 concurrent clients poll its status; prints p50 and p95
-   latency (target p95 < 50 ms).
+2. While a second job runs, 50 concurrent clients poll its status, each once a second from a
+   random phase (the spec's clients poll every 2 to 5 s); prints p50 and p95 latency as the
+   clients see it (target p95 < 50 ms), and that job's throughput too.
 
 The service runs the production set-up (PostgreSQL, Redis broker and status cache) when those
 servers are reachable, and the embedded one (SQLite, filesystem broker) with ``--embedded``.
 
-    .venv/bin/python -m bench.e2e [--images 8] [--size 1024] [--embedded]
+    .venv/bin/python -m bench.e2e [--images 8] [--size 2048] [--embedded]
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from tests.integration.prom import nesydet_command, spawn, start_api_server, wai
 from tests.redis_server import RedisServer  # noqa: E402
 
 POLLERS = 50
+POLL_INTERVAL_S = 1.0
 CONFIG: dict[str, Any] = {}  # the service's defaults, which the bare loop uses too
 
 
@@ -49,55 +53,75 @@ def make_images(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
-def bare_loop(paths: list[Path]) -> float:
-    """Return seconds to run every image through one warmed-up pipeline in this process."""
-    from nesydet.config import Settings
-    from nesydet.pipeline import Pipeline, PipelineConfig, load_image
+class BareLoop:
+    """The pipeline alone: one warmed-up instance in this process, images read from disk."""
 
-    settings = Settings()
-    pipeline = Pipeline(
-        settings.models_dir, settings.rules_dir, default_model=settings.default_model
-    )
-    pipeline.warmup()
-    config = PipelineConfig.from_dict(CONFIG)
-    pipeline.run(load_image(paths[0]), config)  # same warm-up the worker gets
-    started = time.perf_counter()
-    for path in paths:
-        pipeline.run(load_image(path), config)
-    return time.perf_counter() - started
+    def __init__(self) -> None:
+        from nesydet.config import Settings
+        from nesydet.pipeline import Pipeline, PipelineConfig
+
+        settings = Settings()
+        self.pipeline = Pipeline(
+            settings.models_dir,
+            settings.rules_dir,
+            default_model=settings.default_model,
+            cpu_threads=settings.worker_cpu_threads(1),  # what one worker process gets
+        )
+        self.pipeline.warmup()
+        self.config = PipelineConfig.from_dict(CONFIG)
+
+    def run(self, paths: list[Path]) -> float:
+        """Return seconds to run every image through the pipeline."""
+        from nesydet.pipeline import load_image
+
+        self.pipeline.run(load_image(paths[0]), self.config)  # the warm-up the worker gets too
+        started = time.perf_counter()
+        for path in paths:
+            self.pipeline.run(load_image(path), self.config)
+        return time.perf_counter() - started
 
 
 async def poll(url: str, job_id: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    """Poll on a fixed one-second schedule from a random phase, as independent clients do."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await client.get(f"/api/v1/jobs/{job_id}/status")  # connect outside the measurement
+        next_at = time.perf_counter() + random.uniform(0, POLL_INTERVAL_S)
         while not stop.is_set():
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += POLL_INTERVAL_S
             started = time.perf_counter()
             response = await client.get(f"/api/v1/jobs/{job_id}/status")
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 raise RuntimeError(response.text)
-            await asyncio.sleep(0.05)
 
 
-async def run_job(url: str, paths: list[Path]) -> tuple[float, list[float], dict[str, Any]]:
+async def run_job(
+    url: str, paths: list[Path], *, pollers: int
+) -> tuple[float, list[float], dict[str, Any]]:
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
         up = (await client.post("/api/v1/inference/upload", files=files)).json()["data"]
-        started = time.perf_counter()
         response = await client.post(
             "/api/v1/inference/predict", json={"upload_id": up["upload_id"], "config": CONFIG}
         )
         job_id = response.json()["data"]["job_id"]
         stop = asyncio.Event()
         latencies: list[float] = []
-        pollers = [asyncio.create_task(poll(url, job_id, stop, latencies)) for _ in range(POLLERS)]
+        tasks = [asyncio.create_task(poll(url, job_id, stop, latencies)) for _ in range(pollers)]
         while True:
             body = (await client.get(f"/api/v1/jobs/{job_id}/status")).json()["data"]
             if body["status"] in {"completed", "failed", "cancelled"}:
                 break
-            await asyncio.sleep(0.1)
-        elapsed = time.perf_counter() - started
+            await asyncio.sleep(0.5)
+        # From the job's creation to its completion, by the service's own clocks: the time a
+        # client waits, without this script's polling granularity.
+        elapsed = (
+            datetime.fromisoformat(body["completed_at"])
+            - datetime.fromisoformat(body["created_at"])
+        ).total_seconds()
         stop.set()
-        await asyncio.gather(*pollers)
+        await asyncio.gather(*tasks)
     if body["status"] != "completed":
         raise RuntimeError(f"the job ended {body['status']}: {body.get('error')}")
     return elapsed, latencies, body
@@ -113,13 +137,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=2048, help="scene side in pixels")
     parser.add_argument("--embedded", action="store_true", help="SQLite and the filesystem broker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nesydet-e2e-") as tmp:
         root = Path(tmp)
         paths = make_images(root / "images", args.images, args.size)
-        bare_s = bare_loop(paths)
+        bare = BareLoop()
+        bare_before = bare.run(paths)
         env: dict[str, str] = {"NESYDET_SWEEPER_INTERVAL_S": "5"}
         redis = None
         setup = "embedded (SQLite, filesystem broker, no cache)"
@@ -150,26 +175,35 @@ def main() -> int:
                 lambda: "active_workers 1.0" in httpx.get(f"{api.url}/metrics", timeout=5).text,
                 timeout=180, what="the worker", process=worker,
             )  # fmt: skip
-            asyncio.run(run_job(api.url, paths[:1]))  # warm-up job: model and Prolog per process
-            service_s, latencies, body = asyncio.run(run_job(api.url, paths))
+            asyncio.run(run_job(api.url, paths[:1], pollers=0))  # warm-up: model, Prolog
+            service_s, _, body = asyncio.run(run_job(api.url, paths, pollers=0))
+            polled_s, latencies, _ = asyncio.run(run_job(api.url, paths, pollers=POLLERS))
+            # Measured again with the service idle: this machine's speed drifts between runs.
+            bare_after = bare.run(paths)
         finally:
             worker.stop()
             api.stop()
             if redis is not None:
                 redis.stop()
     n = len(paths)
+    bare_s = (bare_before + bare_after) / 2
     bare_rate = n / bare_s * 3600
     service_rate = n / service_s * 3600
     ratio = service_rate / bare_rate
     p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
     print(f"set-up: {setup}; {n} images of {args.size}x{args.size}, default config")
     print(f"{'path':<24} {'seconds':>8} {'images/hour':>12}")
-    print(f"{'pipeline, bare loop':<24} {bare_s:8.1f} {bare_rate:12.0f}")
+    for label, seconds in (("bare loop, before", bare_before), ("bare loop, after", bare_after)):
+        print(f"{label:<24} {seconds:8.1f} {n / seconds * 3600:12.0f}")
+    print(f"{'bare loop, mean':<24} {bare_s:8.1f} {bare_rate:12.0f}")
     print(f"{'service (worker)':<24} {service_s:8.1f} {service_rate:12.0f}")
-    print(f"ratio service/bare: {ratio:.3f} (target >= 0.9) {'ok' if ratio >= 0.9 else 'MISS'}")
+    print(f"{'service, 50 pollers':<24} {polled_s:8.1f} {n / polled_s * 3600:12.0f}")
+    print(
+        f"ratio service/bare (mean): {ratio:.3f} (target >= 0.9) {'ok' if ratio >= 0.9 else 'MISS'}"
+    )
     verdict = "ok" if p95 < 50 else "MISS"
     print(
-        f"status polls: {len(latencies)} by {POLLERS} clients during the job; "
+        f"status polls: {len(latencies)} by {POLLERS} clients (1/s each) during a job; "
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p95 < 50 ms) {verdict}"
     )
     print(f"job: {body['summary']['total_detections']} detections")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -66,12 +67,28 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=1, ge=1, description="worker processes per `nesydet worker`"
     )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="scheduling niceness of worker processes: the API stays responsive when it "
+        "shares the machine with them",
+    )
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads per worker process; default: the cores shared out "
+        "among the worker processes",
+    )
     job_time_limit_base_s: float = Field(default=120.0, gt=0)
     job_time_limit_per_image_s: float = Field(default=300.0, gt=0)
     max_job_time_limit_s: float = Field(default=6 * 3600.0, gt=0)
     retry_delays_s: list[float] = Field(default_factory=lambda: [60.0, 300.0, 900.0])
     retry_jitter: float = Field(default=0.1, ge=0, le=1)
     max_delivery_attempts: int = Field(default=5, ge=1, description="claims before a job fails")
+    progress_interval_s: float = Field(
+        default=1.0, ge=0, description="least seconds between two progress writes of a job"
+    )
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_stale_s: float = Field(default=30.0, gt=0)
     sweeper_interval_s: float = Field(default=10.0, ge=0, description="0 disables it")
@@ -99,6 +116,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in {"", "none", "off", "0"}:
             return None
         return value
+
+    def worker_cpu_threads(self, concurrency: int) -> int:
+        """Return the torch CPU threads each of ``concurrency`` worker processes should use."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return max(1, (os.cpu_count() or 1) // max(1, concurrency))
 
     @property
     def broker_dir(self) -> Path:

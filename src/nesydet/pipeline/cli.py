@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +113,13 @@ def _predict(ns: argparse.Namespace) -> int:
         return 2
     out: Path = ns.out
     out.mkdir(parents=True, exist_ok=True)
-    pipe = Pipeline(ns.models_dir, ns.rules_dir, default_model=ns.default_model, device=ns.device)
+    pipe = Pipeline(
+        ns.models_dir,
+        ns.rules_dir,
+        default_model=ns.default_model,
+        device=ns.device,
+        cpu_threads=os.cpu_count(),
+    )
     try:
         names = dict(pipe.detector(config.model_path).names)
     except ModelLoadError as exc:

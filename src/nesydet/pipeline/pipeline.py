@@ -14,7 +14,12 @@ from PIL import Image
 
 from nesydet.pipeline import geometry as geo
 from nesydet.pipeline.config import PipelineConfig
-from nesydet.pipeline.detector import Detector, load_detector, resolve_model_path
+from nesydet.pipeline.detector import (
+    Detector,
+    load_detector,
+    resolve_model_path,
+    set_cpu_threads,
+)
 from nesydet.pipeline.errors import InferenceError
 from nesydet.pipeline.image_io import as_rgb_array
 from nesydet.pipeline.nms import merge_slices
@@ -70,6 +75,7 @@ class Pipeline:
             from different slices, merge when the intersection covers this fraction of the
             smaller box. None disables it (plain IoU NMS only).
         detector_factory: Builds a `Detector` for a model path (tests inject fakes here).
+        cpu_threads: Torch CPU threads for inference; None leaves torch's own setting.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class Pipeline:
         candidate_factor: float = 1.0,
         border_ios: float | None = 0.6,
         detector_factory: DetectorFactory = load_detector,
+        cpu_threads: int | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.rules_dir = Path(rules_dir)
@@ -93,6 +100,7 @@ class Pipeline:
         self.candidate_factor = float(candidate_factor)
         self.border_ios = border_ios
         self._factory = detector_factory
+        self.cpu_threads = cpu_threads
         self._detectors: dict[Path, tuple[int, Detector]] = {}
         self._models_lock = threading.Lock()
         self._warm: set[int] = set()
@@ -158,6 +166,8 @@ class Pipeline:
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         det = self.detector(cfg.model_path)
+        if self.cpu_threads:
+            set_cpu_threads(self.cpu_threads)
         reasoning = cfg.symbolic_reasoning
         if reasoning.enabled:
             self.reasoner.load(reasoning.rules_file)  # fail fast, before inference

@@ -98,6 +98,7 @@ class HeldJob:
     token: str
     started: float
     images_done_here: int = 0
+    last_write: float = 0.0
 
 
 class JobRunner:
@@ -184,9 +185,20 @@ class JobRunner:
 
         if not self._db(write()):
             raise JobLost(held.job.id)
+        held.last_write = time.monotonic()
         for key, value in values.items():
             setattr(held.job, key, value)
         self._publish_status(held.job)
+
+    def _progress(self, held: HeldJob, **values: Any) -> None:
+        """Write a progress detail unless one was written very recently.
+
+        Stage names change several times per image; clients poll every few seconds, so
+        writing each one would cost more than it tells. Each image's results are committed
+        regardless (and that commit notices a cancellation).
+        """
+        if time.monotonic() - held.last_write >= self.settings.progress_interval_s:
+            self._update(held, **values)
 
     def _eta(self, held: HeldJob, remaining: int) -> Any:
         if held.images_done_here:
@@ -255,7 +267,6 @@ class JobRunner:
         except PipelineError as exc:
             raise self._pipeline_failure(exc, None) from exc
         for n, job_file in enumerate(pending):
-            self._check_still_ours(held)
             self._process_file(held, job_file, config, done_before + n)
             held.images_done_here += 1
         self._finish(held)
@@ -268,16 +279,6 @@ class JobRunner:
                 "INVALID_CONFIG", "Invalid job configuration", str(exc), retryable=False
             ) from exc
 
-    def _check_still_ours(self, held: HeldJob) -> None:
-        async def status() -> tuple[str | None, str | None]:
-            async with self.sessionmaker() as session:
-                job = await job_repo.get(session=session, job_id=held.job.id)
-                return (job.status, job.claim_token) if job else (None, None)
-
-        current, token = self._db(status())
-        if current != JobStatus.PROCESSING or token != held.token:
-            raise JobLost(held.job.id)
-
     def _process_file(
         self, held: HeldJob, job_file: JobFile, config: PipelineConfig, index: int
     ) -> None:
@@ -285,9 +286,9 @@ class JobRunner:
         remaining = total - index
 
         def on_stage(stage: str) -> None:
-            self._update(held, current_stage=f"{stage} ({index + 1}/{total})")
+            self._progress(held, current_stage=f"{stage} ({index + 1}/{total})")
 
-        self._update(
+        self._progress(
             held,
             current_stage=f"Reading image ({index + 1}/{total})",
             estimated_completion=self._eta(held, remaining),

@@ -25,13 +25,13 @@ def register_tasks(app: Celery) -> None:
         runtime.runtime().runner.run(job_id)
 
 
-def create_worker_app(settings: Settings) -> Celery:
+def create_worker_app(settings: Settings, *, concurrency: int) -> Celery:
     """Return the Celery app with the task registered and process hooks connected."""
     app = make_celery(settings)
     register_tasks(app)
 
     def init_process(**_: Any) -> None:
-        runtime.start_runtime(settings, app)
+        runtime.start_runtime(settings, app, concurrency=concurrency)
 
     def shutdown_process(**_: Any) -> None:
         try:
@@ -47,11 +47,12 @@ def create_worker_app(settings: Settings) -> Celery:
 
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | None) -> int:
     """Run a worker until it is stopped; returns its exit status."""
-    app = create_worker_app(settings)
+    processes = concurrency or settings.worker_concurrency
+    app = create_worker_app(settings, concurrency=processes)
     argv = [
         "worker",
         f"--queues={QUEUE}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--concurrency={processes}",
         "--pool=prefork",
         f"--loglevel={(loglevel or settings.log_level).upper()}",
         "--without-gossip",
