@@ -27,6 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from nesydet.config import Settings
+from nesydet.services.dispatch import Dispatcher
+from nesydet.tasks.celery_app import make_celery
 from tests import spec_examples as spec
 from tests.conftest import _asyncpg_url, _pg_admin
 from tests.integration.prom import (
@@ -458,3 +461,31 @@ def test_broker_down_at_submit(deployment: Deployment) -> None:
         deployment.redis.start()
         body = wait_status(client, job_id, {"completed", "failed"}, 300, deployment.workers)
         assert body["data"]["status"] == "completed", body
+
+
+def test_a_task_delivered_twice_does_not_duplicate(deployment: Deployment) -> None:
+    deployment.start_worker()
+    settings = Settings(
+        broker_url=deployment.api.env["NESYDET_BROKER_URL"],
+        var_dir=Path(deployment.api.env["NESYDET_VAR_DIR"]),
+    )
+    celery = make_celery(settings)
+    with httpx.Client(base_url=deployment.url, timeout=60) as client:
+        up = upload(client, [71, 72])
+        job_id = submit(client, up["upload_id"])
+        # The same task again, as a sweeper racing the request, or a broker redelivery, would.
+        Dispatcher(celery, settings).publish(job_id, 2)
+        Dispatcher(celery, settings).publish(job_id, 2)
+        body = wait_status(client, job_id, {"completed", "failed"}, 300, deployment.workers)
+        assert body["data"]["status"] == "completed", body
+        time.sleep(2)  # let the extra deliveries arrive and be turned away
+        assert status(client, job_id)["data"] == body["data"]
+        total = body["data"]["summary"]["total_detections"]
+    celery.close()
+    rows = deployment.query(
+        "SELECT count(*), count(DISTINCT file_id || ':' || idx) FROM detections WHERE job_id = :j",
+        j=job_id,
+    )
+    assert rows[0][0] == rows[0][1] == total
+    [(attempts,)] = deployment.query("SELECT attempts FROM jobs WHERE id = :j", j=job_id)
+    assert attempts == 1, "a second delivery must not take over a job a live worker holds"
