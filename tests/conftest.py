@@ -194,7 +194,7 @@ def settings(db_url: str, tmp_path: Path, asset_dirs: tuple[Path, Path]) -> Sett
         database_url=db_url,
         var_dir=tmp_path / "var",
         storage_root=tmp_path / "storage",
-        broker_url="filesystem://",
+        broker_url="filesystem://localhost/",
         models_dir=models,
         rules_dir=rules,
         rate_limit=None,

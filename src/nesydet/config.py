@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     # Where state lives. Relative paths are relative to the working directory.
     var_dir: Path = Path("var")
     database_url: str = "sqlite+aiosqlite:///./var/nesydet.db"
-    broker_url: str = "filesystem://"
+    broker_url: str = "filesystem://localhost/"
     redis_url: str | None = Field(
         default=None, description="Redis for the status cache and rate limits; none when embedded"
     )

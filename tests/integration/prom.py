@@ -77,7 +77,7 @@ def nesydet_env(root: Path, **overrides: str) -> dict[str, str]:
             "NESYDET_VAR_DIR": str(root / "var"),
             "NESYDET_STORAGE_BACKEND": "local",
             "NESYDET_STORAGE_ROOT": str(root / "storage"),
-            "NESYDET_BROKER_URL": "filesystem://",
+            "NESYDET_BROKER_URL": "filesystem://localhost/",
             "NESYDET_MODELS_DIR": str(REPO / "models"),
             "NESYDET_RULES_DIR": str(REPO / "rules"),
             "NESYDET_METRICS_DIR": str(root / "metrics"),
