@@ -13,9 +13,10 @@ import logging
 import random
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from nesydet.pipeline import (
 from nesydet.schemas.jobs import job_status_payload
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.results import detection_row
+from nesydet.services.saver import BackgroundSaver
 from nesydet.services.status_cache import SyncStatusCache
 from nesydet.storage import Storage, StorageFailure
 
@@ -99,6 +101,9 @@ class HeldJob:
     started: float
     images_done_here: int = 0
     last_write: float = 0.0
+    # The main thread and the saving thread both change the job: one at a time, so the
+    # status clients see never goes backwards.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class JobRunner:
@@ -114,6 +119,7 @@ class JobRunner:
         loop: asyncio.AbstractEventLoop,
         cache: SyncStatusCache,
         dispatcher: Dispatcher,
+        saver: BackgroundSaver,
         worker_id: str,
         on_hold: Any = None,
     ) -> None:
@@ -124,6 +130,7 @@ class JobRunner:
         self.loop = loop
         self.cache = cache
         self.dispatcher = dispatcher
+        self.saver = saver
         self.worker_id = worker_id
         # Told which job this process holds, so its heartbeat thread can refresh it.
         self.on_hold = on_hold or (lambda held: None)
@@ -183,12 +190,13 @@ class JobRunner:
                 await session.commit()
                 return ok
 
-        if not self._db(write()):
-            raise JobLost(held.job.id)
-        held.last_write = time.monotonic()
-        for key, value in values.items():
-            setattr(held.job, key, value)
-        self._publish_status(held.job)
+        with held.lock:
+            if not self._db(write()):
+                raise JobLost(held.job.id)
+            held.last_write = time.monotonic()
+            for key, value in values.items():
+                setattr(held.job, key, value)
+            self._publish_status(held.job)
 
     def _progress(self, held: HeldJob, **values: Any) -> None:
         """Write a progress detail unless one was written very recently.
@@ -266,9 +274,15 @@ class JobRunner:
             self.pipeline.detector(config.model_path)  # loaded once per process, then cached
         except PipelineError as exc:
             raise self._pipeline_failure(exc, None) from exc
-        for n, job_file in enumerate(pending):
-            self._process_file(held, job_file, config, done_before + n)
-            held.images_done_here += 1
+        try:
+            for n, job_file in enumerate(pending):
+                self._process_file(held, job_file, config, done_before + n)
+                held.images_done_here += 1
+            self.saver.wait()
+        except BaseException:
+            # The image being saved finishes (or fails) before the job's fate is written.
+            self.saver.drain()
+            raise
         self._finish(held)
 
     def _pipeline_config(self, job: Job) -> PipelineConfig:
@@ -300,8 +314,14 @@ class JobRunner:
             raise self._pipeline_failure(exc, job_file) from exc
         finally:
             image.close()
+        self.saver.submit(lambda: self._save(held, job_file, result, processed=index + 1))
+
+    def _save(
+        self, held: HeldJob, job_file: JobFile, result: PipelineResult, processed: int
+    ) -> None:
+        """Store one image's artefacts and results (on the saving thread)."""
         keys = self._store_artefacts(held.job.id, job_file, result)
-        self._commit_file(held, job_file, result, keys, processed=index + 1)
+        self._commit_file(held, job_file, result, keys, processed=processed)
         model = result.model_name
         metrics.MODEL_INFERENCE_TIME.labels(model=model).observe(
             result.timings.get("inference", 0.0)
@@ -394,7 +414,7 @@ class JobRunner:
         }
 
         async def write() -> bool:
-            async with self.sessionmaker() as session:
+            async with self.saver.sessionmaker() as session:
                 if not await job_repo.update_held(
                     session=session, job_id=held.job.id, token=held.token, values=job_values
                 ):
@@ -420,17 +440,18 @@ class JobRunner:
                 await session.commit()
                 return True
 
-        try:
-            ok = self._db(write())
-        except (OperationalError, DBAPIError) as exc:
-            raise JobFailure(
-                "STORAGE_ERROR", "Could not save results", repr(exc), retryable=True
-            ) from exc
-        if not ok:
-            raise JobLost(held.job.id)
-        for key, value in job_values.items():
-            setattr(held.job, key, value)
-        self._publish_status(held.job)
+        with held.lock:
+            try:
+                ok = self.saver.db(write())
+            except (OperationalError, DBAPIError) as exc:
+                raise JobFailure(
+                    "STORAGE_ERROR", "Could not save results", repr(exc), retryable=True
+                ) from exc
+            if not ok:
+                raise JobLost(held.job.id)
+            for key, value in job_values.items():
+                setattr(held.job, key, value)
+            self._publish_status(held.job)
 
     def _finish(self, held: HeldJob) -> None:
         async def totals() -> tuple[int, float | None]:

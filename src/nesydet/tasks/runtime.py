@@ -23,6 +23,7 @@ from nesydet.db.session import create_engine, create_sessionmaker
 from nesydet.pipeline import Pipeline
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.processing import HeldJob, JobRunner
+from nesydet.services.saver import BackgroundSaver
 from nesydet.services.status_cache import SyncStatusCache
 from nesydet.storage import create_storage
 
@@ -102,6 +103,7 @@ class WorkerRuntime:
     def close(self) -> None:
         """Stop the heartbeat and release connections."""
         self.heartbeat.stop()
+        self.runner.saver.close()
         engine = self.runner.sessionmaker.kw["bind"]
         self.loop.run_until_complete(engine.dispose())
         self.loop.close()
@@ -131,6 +133,7 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
     except Exception as exc:  # a bad default model fails its jobs, it must not kill the worker
         log.error("pipeline warm-up failed", extra={"error": repr(exc)})
     heartbeat = Heartbeat(settings, worker_id)
+    saver = BackgroundSaver(create_engine(settings.database_url))
     runner = JobRunner(
         settings=settings,
         pipeline=pipeline,
@@ -139,6 +142,7 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
         loop=loop,
         cache=SyncStatusCache(settings.redis_url, settings.status_cache_ttl_s),
         dispatcher=Dispatcher(celery, settings),
+        saver=saver,
         worker_id=worker_id,
         on_hold=heartbeat.hold,
     )

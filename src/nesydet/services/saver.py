@@ -1,0 +1,67 @@
+"""Saves one image's results on a thread of its own while the worker computes the next image.
+
+Encoding the annotated image, writing the artefacts and committing the detections take tens of
+milliseconds per image; overlapping them with the next image's inference (which releases the
+GIL) keeps the worker close to the pipeline's own speed. One save at a time, in order: a save
+starts only after the previous one has finished, and its failure surfaces in the worker's
+main thread at the next hand-over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from nesydet.db.session import create_sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BackgroundSaver:
+    """A one-thread executor with its own event loop and database engine.
+
+    asyncpg connections belong to the event loop that opened them, so the saving thread
+    never shares the worker's main engine.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
+        self._loop = asyncio.new_event_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nesydet-save")
+        self._pending: Future[None] | None = None
+
+    def db(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the saving thread's loop (call from a submitted function only)."""
+        return self._loop.run_until_complete(coro)
+
+    def submit(self, save: Callable[[], None]) -> None:
+        """Start ``save`` once the previous save is done; its error is raised here if it failed."""
+        self.wait()
+        self._pending = self._executor.submit(save)
+
+    def wait(self) -> None:
+        """Wait for the save in progress and raise what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def drain(self) -> None:
+        """Wait for the save in progress, logging instead of raising its error."""
+        try:
+            self.wait()
+        except Exception as exc:  # the caller is already handling a failure of its own
+            log.info("a pending save did not complete", extra={"error": repr(exc)})
+
+    def close(self) -> None:
+        """Finish the pending save and release the thread, loop and connections."""
+        self.drain()
+        self._executor.submit(lambda: self._loop.run_until_complete(self.engine.dispose())).result()
+        self._executor.shutdown(wait=True)
+        self._loop.close()
