@@ -1,17 +1,20 @@
 """Throughput through the service against the pipeline alone, and status-poll latency.
 
 1. The same images, same model and same config, run (a) through the pipeline in a bare loop in
-   this process and (b) through the service: upload, one job, a real Celery worker, results in
+   one process and (b) through the service: upload, one job, a real Celery worker, results in
    the database and storage. Prints images per hour for both, in alternating rounds, and the
-   median ratio (target >= 0.9).
-2. While a second job runs, 50 concurrent clients poll its status, each once a second from a
+   median ratio (target >= 0.9). Each round starts a fresh bare-loop process and a fresh
+   worker: on this kind of machine one process can run the same model 10-20 % faster or
+   slower than the next for its whole life, so a comparison between just two processes
+   measures their luck. Both sides are warmed up on one image before they are timed.
+2. While a further job runs, 50 concurrent clients poll its status, each once a second from a
    random phase (the spec's clients poll every 2 to 5 s); prints p50 and p95 latency as the
    clients see it (target p95 < 50 ms), and that job's throughput too.
 
 The service runs the production set-up (PostgreSQL, Redis broker and status cache) when those
 servers are reachable, and the embedded one (SQLite, filesystem broker) with ``--embedded``.
 
-    .venv/bin/python -m bench.e2e [--images 8] [--size 2048] [--embedded]
+    .venv/bin/python -m bench.e2e [--images 8] [--size 2048] [--embedded] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +41,13 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / "var" / "yolo_cfg"))
 
 from demo_scenes import generate_scene  # noqa: E402
-from tests.integration.prom import nesydet_command, spawn, start_api_server, wait_until  # noqa: E402
+from tests.integration.prom import (  # noqa: E402
+    ApiServer,
+    Process,
+    nesydet_command,
+    spawn,
+    start_api_server,
+)
 from tests.redis_server import RedisServer  # noqa: E402
 
 POLLERS = 50
@@ -73,7 +83,7 @@ class BareLoop:
         self.config = PipelineConfig.from_dict(CONFIG)
 
     def run(self, paths: list[Path]) -> float:
-        """Return seconds to run every image through the pipeline."""
+        """Return seconds to run every image through the pipeline (after one warm-up image)."""
         from nesydet.pipeline import load_image
 
         self.pipeline.run(load_image(paths[0]), self.config)  # the warm-up the worker gets too
@@ -81,6 +91,24 @@ class BareLoop:
         for path in paths:
             self.pipeline.run(load_image(path), self.config)
         return time.perf_counter() - started
+
+
+def bare_round(paths: list[Path]) -> float:
+    """Run the bare loop in a fresh process; return its seconds for ``paths``."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.e2e", "--bare", *map(str, paths)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def start_worker(api: ApiServer, name: str) -> Process:
+    """Start a worker process (one pool child); a job sent meanwhile waits in the queue."""
+    cmd = nesydet_command("worker", "--concurrency", "1")
+    return spawn(name, cmd, env=api.env, cwd=api.root)
 
 
 async def poll(url: str, job_id: str, stop: asyncio.Event, latencies: list[float]) -> None:
@@ -111,10 +139,13 @@ async def run_job(
         stop = asyncio.Event()
         latencies: list[float] = []
         tasks = [asyncio.create_task(poll(url, job_id, stop, latencies)) for _ in range(pollers)]
+        deadline = time.monotonic() + 900
         while True:
             body = (await client.get(f"/api/v1/jobs/{job_id}/status")).json()["data"]
             if body["status"] in {"completed", "failed", "cancelled"}:
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} still {body['status']} after 900 s")
             await asyncio.sleep(0.5)
         # From the job's creation to its completion, by the service's own clocks: the time a
         # client waits, without this script's polling granularity.
@@ -142,11 +173,14 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2048, help="scene side in pixels")
     parser.add_argument("--embedded", action="store_true", help="SQLite and the filesystem broker")
     parser.add_argument("--rounds", type=int, default=5, help="bare loop / service pairs")
+    parser.add_argument("--bare", nargs="+", type=Path, help=argparse.SUPPRESS)  # one bare round
     args = parser.parse_args()
+    if args.bare:
+        print(f"{BareLoop().run(args.bare):.6f}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="nesydet-e2e-") as tmp:
         root = Path(tmp)
         paths = make_images(root / "images", args.images, args.size)
-        bare = BareLoop()
         env: dict[str, str] = {"NESYDET_SWEEPER_INTERVAL_S": "5"}
         redis = None
         setup = "embedded (SQLite, filesystem broker, no cache)"
@@ -169,25 +203,26 @@ def main() -> int:
             )
             setup = "production (PostgreSQL, Redis broker and status cache)"
         api = start_api_server(root / "service", **env)
-        worker = spawn(
-            "worker", nesydet_command("worker", "--concurrency", "1"), env=api.env, cwd=api.root
-        )
+        worker: Process | None = None
         try:
-            wait_until(
-                lambda: "active_workers 1.0" in httpx.get(f"{api.url}/metrics", timeout=5).text,
-                timeout=180, what="the worker", process=worker,
-            )  # fmt: skip
-            asyncio.run(run_job(api.url, paths[:1], pollers=0))  # warm-up: model, Prolog
             # Alternated, because this machine's speed drifts by tens of percent from one
-            # minute to the next: each round compares runs made side by side.
+            # minute to the next: each round compares runs made side by side, each side in a
+            # process of its own that has done one image already.
             rounds: list[tuple[float, float]] = []
-            for _ in range(args.rounds):
-                bare_s = bare.run(paths)
+            for i in range(args.rounds + 1):
+                worker = start_worker(api, f"worker-{i}")
+                asyncio.run(run_job(api.url, paths[:1], pollers=0))  # warm-up: model, Prolog
+                if i == args.rounds:
+                    break  # this last worker serves the polled job
+                bare_s = bare_round(paths)
                 service_s, _, body = asyncio.run(run_job(api.url, paths, pollers=0))
                 rounds.append((bare_s, service_s))
+                worker.stop()
+                worker = None
             polled_s, latencies, _ = asyncio.run(run_job(api.url, paths, pollers=POLLERS))
         finally:
-            worker.stop()
+            if worker is not None:
+                worker.stop()
             api.stop()
             if redis is not None:
                 redis.stop()

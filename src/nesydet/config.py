@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="scheduling niceness of worker processes: the API stays responsive when it "
         "shares the machine with them",
     )
+    saver_nice: int = Field(
+        default=9,
+        ge=0,
+        le=19,
+        description="extra niceness of a worker's result-saving thread, so that saving an image "
+        "runs on the cores inference leaves idle instead of stalling it",
+    )
     cpu_threads: int | None = Field(
         default=None,
         ge=1,

@@ -133,7 +133,7 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
     except Exception as exc:  # a bad default model fails its jobs, it must not kill the worker
         log.error("pipeline warm-up failed", extra={"error": repr(exc)})
     heartbeat = Heartbeat(settings, worker_id)
-    saver = BackgroundSaver(create_engine(settings.database_url))
+    saver = BackgroundSaver(create_engine(settings.database_url), nice=settings.saver_nice)
     runner = JobRunner(
         settings=settings,
         pipeline=pipeline,
