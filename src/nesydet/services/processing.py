@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,11 +99,28 @@ class HeldJob:
     job: Job
     token: str
     started: float
+    # Seconds per image until this worker has timed one of its own: the rate measured on
+    # recent jobs of the model, as the estimate given when the job was created.
+    seconds_per_image: float
     images_done_here: int = 0
     last_write: float = 0.0
     # The main thread and the saving thread both change the job: one at a time, so the
     # status clients see never goes backwards.
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def estimate_finish(held: HeldJob, remaining: int, *, now: float | None = None) -> datetime:
+    """Return when the held job should finish ``remaining`` more images.
+
+    At this worker's own pace once it has done an image of the job, before that at the rate
+    measured on recent jobs of the model.
+    """
+    now = time.monotonic() if now is None else now
+    if held.images_done_here:
+        per_image = (now - held.started) / held.images_done_here
+    else:
+        per_image = held.seconds_per_image
+    return utcnow() + timedelta(seconds=per_image * remaining)
 
 
 class JobRunner:
@@ -176,7 +193,17 @@ class JobRunner:
         job = self._db(self._load(job_id))
         if job is None:
             return None
-        return HeldJob(job=job, token=token, started=time.monotonic())
+        return HeldJob(
+            job=job,
+            token=token,
+            started=time.monotonic(),
+            seconds_per_image=self._db(self._measured_rate(job.model_name)),
+        )
+
+    async def _measured_rate(self, model_name: str) -> float:
+        async with self.sessionmaker() as session:
+            rate = await job_repo.seconds_per_image(session=session, model_name=model_name)
+        return rate or self.settings.default_seconds_per_image
 
     def _update(self, held: HeldJob, **values: Any) -> None:
         """Write ``values`` to the held job, in the database first, then the cache."""
@@ -209,11 +236,7 @@ class JobRunner:
             self._update(held, **values)
 
     def _eta(self, held: HeldJob, remaining: int) -> Any:
-        if held.images_done_here:
-            per_image = (time.monotonic() - held.started) / held.images_done_here
-        else:
-            per_image = self.settings.default_seconds_per_image
-        return utcnow() + timedelta(seconds=per_image * remaining)
+        return estimate_finish(held, remaining)
 
     # -- the work ------------------------------------------------------------------------
 
