@@ -192,6 +192,25 @@ def status(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return body
 
 
+def job_under_way(
+    deployment: Deployment, client: httpx.Client, seeds: list[int]
+) -> tuple[Process, str]:
+    """Start a worker and a job over ``seeds``; return once its first image is done."""
+    worker = deployment.start_worker()
+    job_id = submit(client, upload(client, seeds)["upload_id"])
+    wait_processed(client, job_id, 1, worker)
+    return worker, job_id
+
+
+def assert_stored_once(deployment: Deployment, job_id: str, total: int) -> None:
+    """Assert the job's detections are ``total`` rows, none stored twice."""
+    rows = deployment.query(
+        "SELECT count(*), count(DISTINCT file_id || ':' || idx) FROM detections WHERE job_id = :j",
+        j=job_id,
+    )
+    assert rows[0][0] == rows[0][1] == total
+
+
 def wait_status(
     client: httpx.Client, job_id: str, wanted: set[str], timeout: float, workers: list[Process]
 ) -> dict[str, Any]:
@@ -328,11 +347,7 @@ def test_workflow_1(deployment: Deployment) -> None:
         assert 'inference_jobs_total{status="completed"}' in metrics
         assert 'model_inference_time_seconds_count{model="nesydet-demo-obb"}' in metrics
         assert "detection_count_total{class=" in metrics
-    rows = deployment.query(
-        "SELECT count(*), count(DISTINCT file_id || ':' || idx) FROM detections WHERE job_id = :j",
-        j=job_id,
-    )
-    assert rows[0][0] == rows[0][1] == total
+    assert_stored_once(deployment, job_id, total)
 
 
 def test_failures_keep_their_code(deployment: Deployment) -> None:
@@ -374,12 +389,9 @@ def test_storage_errors_are_retried_then_fail(deployment: Deployment) -> None:
 
 
 def test_worker_killed_mid_job_completes_without_duplicates(deployment: Deployment) -> None:
-    first = deployment.start_worker()
     seeds = [41, 42, 43, 44]
     with httpx.Client(base_url=deployment.url, timeout=60) as client:
-        up = upload(client, seeds)
-        job_id = submit(client, up["upload_id"])
-        wait_processed(client, job_id, 1, first)
+        first, job_id = job_under_way(deployment, client, seeds)
         assert status(client, job_id)["data"]["status"] == "processing"
         # The whole worker, parent and children, dies at once: no clean shutdown, no ack.
         for proc in psutil.Process(first.proc.pid).children(recursive=True):
@@ -394,11 +406,7 @@ def test_worker_killed_mid_job_completes_without_duplicates(deployment: Deployme
         total = body["data"]["summary"]["total_detections"]
         per_file = client.get(f"/api/v1/jobs/{job_id}/results").json()["data"]["results"]
         assert sum(r["detection_count"] for r in per_file) == total
-    rows = deployment.query(
-        "SELECT count(*), count(DISTINCT file_id || ':' || idx) FROM detections WHERE job_id = :j",
-        j=job_id,
-    )
-    assert rows[0][0] == rows[0][1] == total
+    assert_stored_once(deployment, job_id, total)
     [(attempts,)] = deployment.query("SELECT attempts FROM jobs WHERE id = :j", j=job_id)
     assert attempts >= 2
 
@@ -482,10 +490,6 @@ def test_a_task_delivered_twice_does_not_duplicate(deployment: Deployment) -> No
         assert status(client, job_id)["data"] == body["data"]
         total = body["data"]["summary"]["total_detections"]
     celery.close()
-    rows = deployment.query(
-        "SELECT count(*), count(DISTINCT file_id || ':' || idx) FROM detections WHERE job_id = :j",
-        j=job_id,
-    )
-    assert rows[0][0] == rows[0][1] == total
+    assert_stored_once(deployment, job_id, total)
     [(attempts,)] = deployment.query("SELECT attempts FROM jobs WHERE id = :j", j=job_id)
     assert attempts == 1, "a second delivery must not take over a job a live worker holds"
