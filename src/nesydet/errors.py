@@ -88,28 +88,10 @@ class FileNotFound(NotFound):
     default_message = "File not found"
 
 
-class MethodNotAllowed(AppError):
-    status_code = 405
-    code = "METHOD_NOT_ALLOWED"
-    default_message = "Method not allowed"
-
-
-class RateLimited(AppError):
-    status_code = 429
-    code = "RATE_LIMIT_EXCEEDED"
-    default_message = "Too many requests, try again later"
-
-
 class StorageError(AppError):
     status_code = 500
     code = "STORAGE_ERROR"
     default_message = "File save or read failed"
-
-
-class ServiceUnavailable(AppError):
-    status_code = 503
-    code = "SERVICE_UNAVAILABLE"
-    default_message = "Service unavailable"
 
 
 class InvalidConfig(AppError):

@@ -10,11 +10,13 @@ import base64
 import json
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from nesydet.api.routers.files import inline_disposition
 from nesydet.config import Settings
 from nesydet.db.models import Job, JobFile
 from nesydet.services.dispatch import Dispatcher
@@ -408,7 +410,15 @@ async def test_list_jobs_newest_first_with_cursor(client: httpx.AsyncClient) -> 
 
 
 @pytest.mark.parametrize(
-    "params", [{"cursor": "garbage!!"}, {"limit": 0}, {"limit": 101}, {"status": "done"}]
+    "params",
+    [
+        {"cursor": "garbage!!"},
+        # A well-formed cursor whose time has no zone: "2026-01-01T00:00:00|job_x".
+        {"cursor": "MjAyNi0wMS0wMVQwMDowMDowMHxqb2JfeA"},
+        {"limit": 0},
+        {"limit": 101},
+        {"status": "done"},
+    ],
 )
 async def test_list_jobs_rejects_bad_parameters(
     client: httpx.AsyncClient, params: dict[str, Any]
@@ -457,5 +467,21 @@ async def test_original_file_with_etag_and_304(client: httpx.AsyncClient) -> Non
     missing = await client.get("/api/v1/files/img_000000000000/original")
     assert missing.status_code == 404
     assert_envelope(missing.json(), "FILE_NOT_FOUND")
+    assert original.headers["content-disposition"] == 'inline; filename="a.png"'
     bad_kind = await client.get(f"/api/v1/files/{file_id}/raw")
     assert bad_kind.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("a.png", 'inline; filename="a.png"'),
+        ("港口 côte.png", "inline; filename*=utf-8''%E6%B8%AF%E5%8F%A3%20c%C3%B4te.png"),
+    ],
+)
+def test_content_disposition_is_latin_1(name: str, header: str) -> None:
+    # Header values go out as Latin-1: a name outside it must not make a download fail.
+    assert inline_disposition(name) == header
+    header.encode("latin-1")
+    if "''" in header:
+        assert unquote(header.split("''", 1)[1]) == name

@@ -117,3 +117,16 @@ async def test_long_queued_job_is_sent_again(client: httpx.AsyncClient, settings
         client, job_id, sent_at=utcnow() - timedelta(seconds=settings.resend_queued_after_s + 1)
     )
     assert (await run_sweep(client, settings))["sent"] == 1
+
+
+async def test_a_retry_not_yet_due_is_left_to_its_countdown(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # A worker that queues a job for a retry records when its task is due as sent_at.
+    job_id = await make_job(client)
+    await set_job(client, job_id, sent_at=utcnow() + timedelta(seconds=60))
+    assert (await run_sweep(client, settings))["sent"] == 0
+    await set_job(
+        client, job_id, sent_at=utcnow() - timedelta(seconds=settings.resend_queued_after_s + 1)
+    )
+    assert (await run_sweep(client, settings))["sent"] == 1

@@ -287,3 +287,14 @@ def test_concurrent_calls_are_serialised(dota: PrologReasoner) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_rule_names_with_commas_and_arguments_come_back_whole(tmp_path: Path) -> None:
+    (tmp_path / "r.pl").write_text(
+        "decide(Id, keep, C, K, [boost(near, 0.1), 'a,b', plain]) :- det(Id, K, C, _, _).\n"
+    )
+    facts = build_facts(
+        ["ship"], np.array([0.5]), np.array([[10.0, 10, 30, 20]]), None, (100, 100), 0.25
+    )
+    rules = PrologReasoner(tmp_path).decide("r.pl", facts, 1, CLASSES)[0].rules
+    assert rules == ["boost(near,0.1)", "a,b", "plain"]

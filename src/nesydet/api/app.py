@@ -29,8 +29,6 @@ from nesydet.tasks.celery_app import make_celery
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
-
 DESCRIPTION = """
 Neuro-symbolic object detection for aerial images.
 

@@ -220,24 +220,20 @@ class UltralyticsDetector:
         return [self._convert(r) for r in results]
 
     def _convert(self, r: Any) -> RawDetections:
-        if self._task == "obb":
-            obb = r.obb
-            if obb is None or len(obb) == 0:
-                return RawDetections.empty(oriented=True)
-            return RawDetections(
-                boxes=obb.xyxy.cpu().numpy().astype(np.float64),
-                scores=obb.conf.cpu().numpy().astype(np.float64),
-                classes=obb.cls.cpu().numpy().astype(np.int64),
-                obb=obb.xywhr.cpu().numpy().astype(np.float64),
-            )
-        boxes = r.boxes
-        if boxes is None or len(boxes) == 0:
-            return RawDetections.empty(oriented=False)
+        oriented = self._task == "obb"
+        found = r.obb if oriented else r.boxes
+        if found is None or len(found) == 0:
+            return RawDetections.empty(oriented=oriented)
         return RawDetections(
-            boxes=boxes.xyxy.cpu().numpy().astype(np.float64),
-            scores=boxes.conf.cpu().numpy().astype(np.float64),
-            classes=boxes.cls.cpu().numpy().astype(np.int64),
+            boxes=_float64(found.xyxy),
+            scores=_float64(found.conf),
+            classes=found.cls.cpu().numpy().astype(np.int64),
+            obb=_float64(found.xywhr) if oriented else None,
         )
+
+
+def _float64(tensor: Any) -> npt.NDArray[np.float64]:
+    return tensor.cpu().numpy().astype(np.float64)  # type: ignore[no-any-return]
 
 
 def _onnx_imgsz(path: Path) -> int | None:

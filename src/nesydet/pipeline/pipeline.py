@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,8 @@ class Pipeline:
         self.cpu_threads = cpu_threads
         self._detectors: dict[Path, tuple[int, Detector]] = {}
         self._models_lock = threading.Lock()
-        self._warm: set[int] = set()
+        # Detectors already run once; weak, so a replaced model's id is never mistaken for it.
+        self._warm: weakref.WeakSet[Detector] = weakref.WeakSet()
         self.reasoner = PrologReasoner(self.rules_dir, time_limit_s=rules_time_limit_s)
 
     def model_name(self, model_path: str | None = None) -> str:
@@ -135,11 +137,11 @@ class Pipeline:
             ModelLoadError: When the model cannot be resolved or loaded.
         """
         det = self.detector(model_path)
-        if id(det) not in self._warm:
+        if det not in self._warm:
             size = det.imgsz
             blank = np.zeros((size, size, 3), dtype=np.uint8)
             det.predict_batch([blank], 0.5, iou=0.45, imgsz=size)
-            self._warm.add(id(det))
+            self._warm.add(det)
         self.reasoner.start()
 
     def run(

@@ -237,6 +237,11 @@ class JobListResponse(BaseModel):
     data: JobListData
 
 
+def status_url(job_id: str) -> str:
+    """Return the path a client polls for the job's status."""
+    return f"/api/v1/jobs/{job_id}/status"
+
+
 def list_item(job: Job) -> JobListItem:
     """Return the job list's view of a job."""
     return JobListItem(
@@ -247,7 +252,7 @@ def list_item(job: Job) -> JobListItem:
         processed_images=job.processed_count,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        status_url=f"/api/v1/jobs/{job.id}/status",
+        status_url=status_url(job.id),
     )
 
 

@@ -199,9 +199,6 @@ async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) 
         JobNotFound: no such job.
         JobNotCancellable: the job already completed or failed.
     """
-    job = await get_job(session=session, job_id=job_id)
-    if job.status == JobStatus.CANCELLED:
-        return job
     now = utcnow()
     moved = await job_repo.transition(
         session=session,
@@ -242,7 +239,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:  # ours always carry their zone
+            raise ValueError("cursor time has no zone")
+        return when, job_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed(
             "Invalid cursor",

@@ -160,23 +160,16 @@ class JobRunner:
     def _publish_status(self, job: Job) -> None:
         self.cache.put(job.id, job_status_payload(job))
 
-    async def _load(self, job_id: str) -> Job | None:
-        async with self.sessionmaker() as session:
-            job = await job_repo.get(session=session, job_id=job_id, with_files=True)
-            if job is not None:
-                for f in job.files:
-                    _ = f.file  # load while the session is open
-            return job
-
     def _claim(self, job_id: str) -> HeldJob | None:
+        """Take the job if it is free (or its holder went silent); load it with its files."""
         token = secrets.token_hex(8)
         stale = utcnow() - timedelta(seconds=self.settings.heartbeat_stale_s)
 
-        async def claim() -> bool:
+        async def claim() -> tuple[Job, float | None] | None:
             async with self.sessionmaker() as session:
                 job = await job_repo.get(session=session, job_id=job_id)
                 if job is None:
-                    return False
+                    return None
                 taken = await job_repo.claim(
                     session=session,
                     job_id=job_id,
@@ -186,24 +179,25 @@ class JobRunner:
                     time_limit_s=job.time_limit_s,
                 )
                 await session.commit()
-                return taken
+                if not taken:
+                    return None
+                # populate_existing: the row as the claim left it, with its files.
+                job = await job_repo.get(session=session, job_id=job_id, with_files=True)
+                if job is None:
+                    return None
+                rate = await job_repo.seconds_per_image(session=session, model_name=job.model_name)
+                return job, rate
 
-        if not self._db(claim()):
+        claimed = self._db(claim())
+        if claimed is None:
             return None
-        job = self._db(self._load(job_id))
-        if job is None:
-            return None
+        job, rate = claimed
         return HeldJob(
             job=job,
             token=token,
             started=time.monotonic(),
-            seconds_per_image=self._db(self._measured_rate(job.model_name)),
+            seconds_per_image=rate or self.settings.default_seconds_per_image,
         )
-
-    async def _measured_rate(self, model_name: str) -> float:
-        async with self.sessionmaker() as session:
-            rate = await job_repo.seconds_per_image(session=session, model_name=model_name)
-        return rate or self.settings.default_seconds_per_image
 
     def _update(self, held: HeldJob, **values: Any) -> None:
         """Write ``values`` to the held job, in the database first, then the cache."""
@@ -234,9 +228,6 @@ class JobRunner:
         """
         if time.monotonic() - held.last_write >= self.settings.progress_interval_s:
             self._update(held, **values)
-
-    def _eta(self, held: HeldJob, remaining: int) -> Any:
-        return estimate_finish(held, remaining)
 
     # -- the work ------------------------------------------------------------------------
 
@@ -291,7 +282,7 @@ class JobRunner:
             held,
             processed_count=done_before,
             current_stage="Loading model",
-            estimated_completion=self._eta(held, len(pending)),
+            estimated_completion=estimate_finish(held, len(pending)),
         )
         try:
             self.pipeline.detector(config.model_path)  # loaded once per process, then cached
@@ -328,7 +319,7 @@ class JobRunner:
         self._progress(
             held,
             current_stage=f"Reading image ({index + 1}/{total})",
-            estimated_completion=self._eta(held, remaining),
+            estimated_completion=estimate_finish(held, remaining),
         )
         image = self._read_image(job_file)
         try:
@@ -433,7 +424,7 @@ class JobRunner:
         job_values = {
             "processed_count": processed,
             "updated_at": now,
-            "estimated_completion": self._eta(held, remaining),
+            "estimated_completion": estimate_finish(held, remaining),
         }
 
         async def write() -> bool:
@@ -519,7 +510,9 @@ class JobRunner:
                     worker_id=None,
                     current_stage=f"Retrying in {delay:.0f} s after {failure.code}",
                     estimated_completion=now + timedelta(seconds=delay),
-                    sent_at=None,
+                    # When its task is due: the sweeper takes a queued job as lost only once
+                    # it is overdue by resend_queued_after_s, so it never cuts the delay short.
+                    sent_at=now + timedelta(seconds=delay),
                     error_code=failure.code,
                     error_message=failure.message,
                     error_details=failure.details,
@@ -556,13 +549,17 @@ class JobRunner:
     def _send_retry(self, job: Job, delay: float) -> None:
         try:
             self.dispatcher.publish(job.id, job.file_count, countdown=delay)
-        except Exception as exc:  # the sweeper sends it once the broker is back
+        except Exception as exc:
             log.warning("could not send the retry", extra={"job_id": job.id, "error": repr(exc)})
+        else:
             return
+        # Not sent: mark it so that the sweeper sends it once it is due (the broker may be
+        # back by then), not a full resend interval later.
+        due = utcnow() + timedelta(seconds=delay - self.settings.resend_queued_after_s)
 
-        async def sent() -> None:
+        async def overdue() -> None:
             async with self.sessionmaker() as session:
-                await job_repo.mark_sent(session=session, job_id=job.id, when=utcnow())
+                await job_repo.mark_sent(session=session, job_id=job.id, when=due)
                 await session.commit()
 
-        self._db(sent())
+        self._db(overdue())

@@ -88,16 +88,21 @@ class FileResult:
     detections: list[Detection]
 
 
+async def _job_files(*, session: AsyncSession, job: Job, file_id: str | None) -> list[JobFile]:
+    """Return the job's files, or the one ``file_id`` names (FileNotFound if not the job's)."""
+    files = await job_repo.job_files(session=session, job_id=job.id)
+    if file_id is None:
+        return files
+    files = [f for f in files if f.file_id == file_id]
+    if not files:
+        raise FileNotFound("File not in this job", details=f"{file_id} is not a file of {job.id}")
+    return files
+
+
 async def _file_results(
     *, session: AsyncSession, job: Job, file_id: str | None
 ) -> list[FileResult]:
-    files = await job_repo.job_files(session=session, job_id=job.id)
-    if file_id is not None:
-        files = [f for f in files if f.file_id == file_id]
-        if not files:
-            raise FileNotFound(
-                "File not in this job", details=f"{file_id} is not a file of {job.id}"
-            )
+    files = await _job_files(session=session, job=job, file_id=file_id)
     rows = await job_repo.detections(session=session, job_id=job.id, file_id=file_id)
     by_file: dict[str, list[Detection]] = {}
     for row in rows:
@@ -196,13 +201,7 @@ async def visualizations(
 ) -> dict[str, Any]:
     """Return the ``data`` of the visualization endpoint (URLs, or one file inline)."""
     job = await completed_job(session=session, job_id=job_id)
-    files = await job_repo.job_files(session=session, job_id=job.id)
-    if file_id is not None:
-        files = [f for f in files if f.file_id == file_id]
-        if not files:
-            raise FileNotFound(
-                "File not in this job", details=f"{file_id} is not a file of {job.id}"
-            )
+    files = await _job_files(session=session, job=job, file_id=file_id)
     if fmt == "url":
         return {
             "job_id": job.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
@@ -19,6 +20,17 @@ router = APIRouter(prefix="/api/v1", tags=["files"])
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
+
+
+def inline_disposition(filename: str) -> str:
+    """Return a Content-Disposition header for ``filename``, as Starlette's FileResponse does.
+
+    Header values are Latin-1: a name outside ASCII goes in RFC 5987's ``filename*`` form.
+    """
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"inline; filename*=utf-8''{quoted}"
+    return f'inline; filename="{filename}"'
 
 
 @router.get(
@@ -73,7 +85,7 @@ async def get_file(
     headers = {
         "ETag": etag,
         "Cache-Control": IMMUTABLE if item.immutable else REVALIDATE,
-        "Content-Disposition": f'inline; filename="{item.filename}"',
+        "Content-Disposition": inline_disposition(item.filename),
     }
     if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)

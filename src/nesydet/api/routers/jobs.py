@@ -31,6 +31,7 @@ from nesydet.schemas.jobs import (
     PredictResponse,
     job_status_payload,
     list_item,
+    status_url,
 )
 from nesydet.schemas.results import (
     RESULTS_EXAMPLES,
@@ -138,7 +139,7 @@ async def predict(
             created_at=job.created_at,
             estimated_completion=job.estimated_completion,
             file_count=job.file_count,
-            status_url=f"/api/v1/jobs/{job.id}/status",
+            status_url=status_url(job.id),
             config=config,
         )
     )

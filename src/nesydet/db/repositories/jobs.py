@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from nesydet.db.base import utcnow
-from nesydet.db.models import Detection, Job, JobFile, JobStatus, UploadedFile, Worker
+from nesydet.db.models import Detection, Job, JobFile, JobStatus, Worker
 
 
 async def add(*, session: AsyncSession, job: Job) -> None:
@@ -50,7 +50,7 @@ async def list_page(
 
 
 async def mark_sent(*, session: AsyncSession, job_id: str, when: datetime) -> None:
-    """Record that the job's task was handed to the broker."""
+    """Record when the job's task was handed to the broker (or, for a retry, is due)."""
     await session.execute(
         update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(sent_at=when)
     )
@@ -155,16 +155,6 @@ async def heartbeat(*, session: AsyncSession, job_id: str, token: str) -> None:
         .values(heartbeat_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-
-
-async def pending_files(*, session: AsyncSession, job_id: str) -> list[JobFile]:
-    """Return the job's files not yet done, in order, with their uploaded-file rows."""
-    stmt = (
-        select(JobFile)
-        .where(JobFile.job_id == job_id, JobFile.status != "done")
-        .order_by(JobFile.position)
-    )
-    return list((await session.execute(stmt)).scalars())
 
 
 async def replace_detections(
@@ -296,16 +286,6 @@ async def stale_processing(*, session: AsyncSession, stale_before: datetime) -> 
     stmt = select(Job).where(
         Job.status == JobStatus.PROCESSING,
         or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
-    )
-    return list((await session.execute(stmt)).scalars())
-
-
-async def upload_files(*, session: AsyncSession, upload_id: str) -> list[UploadedFile]:
-    """Return an upload's files in order."""
-    stmt = (
-        select(UploadedFile)
-        .where(UploadedFile.upload_id == upload_id)
-        .order_by(UploadedFile.position)
     )
     return list((await session.execute(stmt)).scalars())
 

@@ -136,7 +136,7 @@ decide_one(M, Id) :-
                                  [Id, decide(Id, A, C, K, Rs0)])))
     ),
     maplist(rule_name, Rs0, Rs),
-    atomic_list_concat(Rs, ',', RuleText),
+    atomic_list_concat(Rs, '\x1f\', RuleText),  % a separator no rule name holds
     format("~d\t~w\t~15g\t~w\t~w~n", [Id, A, C, K, RuleText]).
 
 rule_name(R, S) :- (atomic(R) -> atom_string(R, S) ; term_string(R, S)).

@@ -24,6 +24,7 @@ from nesydet.pipeline.reasoning.facts import prolog_atom
 from nesydet.pipeline.types import Action
 
 _LOCK = threading.RLock()
+RULE_SEPARATOR = "\x1f"  # joins the names of the rules that fired (the driver's '\x1f\')
 _started_pid: int | None = None
 _module_counter = 0
 RULES_SUFFIXES = (".pl", ".pro")
@@ -221,7 +222,7 @@ def _parse_decisions(text: str, n: int, class_names: set[str]) -> list[Decision]
         except ValueError as exc:
             detail = f"{line[:300]!r}: {exc}"
             raise RulesError("rules returned a malformed decision", detail) from exc
-        rules = fields[4].split(",") if fields[4] else []
+        rules = fields[4].split(RULE_SEPARATOR) if fields[4] else []
         if not 0 <= idx < n or out[idx] is not None:
             raise RulesError("rules returned a decision for an unknown or repeated id", str(idx))
         if action not in VALID_ACTIONS:
