@@ -23,21 +23,23 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/venv
 
-# PyTorch first, from the pinned builds in requirements/torch.txt, so the project's dependencies
-# (ultralytics, sahi) cannot pull in another torch. These are the standard PyPI builds: they run
-# on the CPU, and on a CUDA host (NVIDIA driver + container toolkit, `docker run --gpus all` or
-# the GPU reservation in docker-compose.yml) the same torch build uses the GPU; nothing in the
-# image changes. Own layer: it is the big one.
-COPY requirements/torch.txt /tmp/requirements/torch.txt
-RUN pip install -r /tmp/requirements/torch.txt
+# Every package from requirements/lock.txt (`make lock`): exact versions, each wheel checked
+# against its hash, PyTorch included (its pins come from requirements/torch.txt). --no-deps:
+# the lock is complete, nothing is resolved anew. These are the standard PyPI builds of
+# PyTorch: they run on the CPU, and on a CUDA host (NVIDIA driver + container toolkit,
+# `docker run --gpus all` or the GPU reservation in docker-compose.yml) the same build uses the
+# GPU; nothing in the image changes. Own layer: it is the big one, and it changes only with the
+# lock. The lock holds the dev and s3 extras too (one lock for every install).
+COPY requirements/lock.txt /tmp/requirements/lock.txt
+RUN pip install --require-hashes --no-deps --only-binary :all: -r /tmp/requirements/lock.txt
 
-# Then the project itself (not editable) with the S3 backend for MinIO; its dependencies are
-# bounded in pyproject.toml.
+# Then the project itself (not editable), its dependencies already there; built with the
+# setuptools of the lock, so without build isolation and without a download.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src/ src/
 # hadolint ignore=DL3013
-RUN pip install ".[s3]" \
+RUN pip install --no-deps --no-build-isolation . \
     && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------------------------------------

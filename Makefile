@@ -1,11 +1,17 @@
 # nesydet: `make run` serves the API and a worker on http://localhost:8000 (embedded default:
 # SQLite, a filesystem Celery transport, storage under ./var); `make test` runs lint, types and
-# the whole suite. Both set up everything they need first.
+# the whole suite. Both set up everything they need first. `make help` lists the targets.
 
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/torch.txt 2>/dev/null | cksum | cut -d' ' -f1)
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | cksum | cut -d' ' -f1)
+
+# uv only writes the lock; pip installs from it. A pinned uv in its own venv, so that the same
+# inputs give the same lock on every machine.
+UV_VERSION := 0.13.8
+UV := $(VENV)/uv-$(UV_VERSION)/bin/uv
 
 # Debian/Ubuntu packages: what the worker needs to run, and what the tests need besides.
 RUN_PACKAGES := swi-prolog-nox libgl1 libglib2.0-0
@@ -16,12 +22,37 @@ export YOLO_AUTOINSTALL := 0
 export YOLO_CONFIG_DIR := $(CURDIR)/var/yolo_cfg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install run test lint format types unit bench clean system-run system-test
+# The lock's inputs as one digest, which `make lock` writes into the lock's header: check-lock
+# compares it offline and at once, where re-resolving would need the network and change by day.
+define LOCK_DIGEST
+import hashlib, json, tomllib
+pyproject = tomllib.load(open("pyproject.toml", "rb"))
+torch_pins = [line.split("#")[0].strip() for line in open("requirements/torch.txt")]
+inputs = [
+    pyproject["build-system"]["requires"],
+    pyproject["project"]["requires-python"],
+    pyproject["project"]["dependencies"],
+    pyproject["project"]["optional-dependencies"],
+    [pin for pin in torch_pins if pin],
+]
+digest = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+print(f"# inputs: sha256={digest} (pyproject.toml: dependencies, build-system; torch.txt)")
+endef
+export LOCK_DIGEST
 
-help:
-	@echo "make run    - install, migrate and serve the API and a worker on :8000"
-	@echo "make test   - install, then lint, type-check and run the whole test suite"
-	@echo "make bench  - run the benchmarks in bench/"
+# The build requirements are locked too: the project is then built from hashed packages, without
+# build isolation and so without a download.
+BUILD_REQUIRES := $(PY) -c 'import tomllib; \
+	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
+
+.PHONY: help install lock check-lock run test lint format types imports unit bench clean \
+	system-run system-test
+
+help:  ## list the targets
+	@awk '/^[a-z][a-z0-9-]*:/ && !/^[^:]*:=/ { \
+	  name = $$0; sub(/:.*/, "", name); desc = "(no description: add one after ## on its line)"; \
+	  if (match($$0, /## /)) desc = substr($$0, RSTART + 3); printf "make %-12s %s\n", name, desc }' \
+	  $(MAKEFILE_LIST)
 
 # System packages: installed with apt-get when root, otherwise the exact command is printed.
 define need_packages
@@ -39,48 +70,70 @@ define need_packages
 	fi
 endef
 
-system-run:
+system-run:  ## install (or print) the Debian packages that `make run` needs
 	$(call need_packages,$(RUN_PACKAGES))
 
-system-test:
+system-test:  ## install (or print) the Debian packages that `make test` needs
 	$(call need_packages,$(TEST_PACKAGES))
 
-$(STAMP): pyproject.toml requirements/torch.txt
+# Exactly the lock, PyTorch included: --no-deps so nothing is resolved anew, wheels only so
+# nothing is built; pip check then proves the lock complete for this machine.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	# torch first, from the pinned builds (see requirements/torch.txt for why).
-	$(BIN)/python -m pip install -q -r requirements/torch.txt
-	$(BIN)/python -m pip install -q -e '.[dev,s3]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps --only-binary :all: -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)
+install: check-lock $(STAMP)  ## create .venv: requirements/lock.txt (hashes checked), the project
 
-run: system-run install
+$(UV):
+	$(PY) -m venv $(VENV)/uv-$(UV_VERSION)
+	$(VENV)/uv-$(UV_VERSION)/bin/python -m pip install -q --only-binary :all: uv==$(UV_VERSION)
+
+# Current pins are kept unless a changed input needs otherwise; UPGRADE=1 takes the newest.
+# Universal: one lock for x86_64 and aarch64 (requirements/torch.txt pins each) and Python 3.11.
+lock: $(UV)  ## regenerate requirements/lock.txt after a dependency change (UPGRADE=1: newest)
+	$(BUILD_REQUIRES) | $(UV) pip compile --quiet --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	  --extra dev --extra s3 pyproject.toml requirements/torch.txt - -o $(LOCK)
+	digest="$$($(PY) -c "$$LOCK_DIGEST")" && sed -i "2a $$digest" $(LOCK)
+
+check-lock:  ## fail when the dependencies changed but requirements/lock.txt did not follow
+	@digest="$$($(PY) -c "$$LOCK_DIGEST")" && grep -qxF "$$digest" $(LOCK) || \
+	  { echo "$(LOCK) is older than the dependencies it locks: run make lock"; exit 1; }
+
+run: system-run install  ## install, migrate and serve the API and a worker on :8000
 	@mkdir -p var
 	$(BIN)/nesydet run
 
-lint: install
+lint: install  ## ruff check and ruff format --check
 	$(BIN)/ruff check src tests bench scripts migrations
 	$(BIN)/ruff format --check src tests bench scripts migrations
 
-format: install
+format: install  ## ruff format, then ruff check --fix
 	$(BIN)/ruff format src tests bench scripts migrations
 	$(BIN)/ruff check --fix src tests bench scripts migrations
 
-types: install
+types: install  ## mypy --strict
 	$(BIN)/mypy
 
-unit: install
+imports: install  ## check the layering contracts in .importlinter (import-linter)
+	$(BIN)/lint-imports
+
+unit: install  ## the unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
-test: system-test install lint types
+test: check-lock system-test install lint types imports  ## the lock, lint, types, layering, all tests
 	$(BIN)/python -m pytest -q -ra
 
-bench: system-test install
+bench: system-test install  ## run the benchmarks in bench/
 	$(BIN)/python -m bench.upload
+	$(BIN)/python -m bench.pipeline_speed
+	$(BIN)/python -m bench.pollers
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.e2e
 
-clean:
+clean:  ## remove runtime state and caches (var/, tool caches; not .venv)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
