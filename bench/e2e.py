@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> int:
+@dataclass
+class Deployment:
+    """A running service: its API server, its Redis in the production set-up, and a label."""
+
+    api: ApiServer
+    redis: RedisServer | None
+    setup: str
+
+    def stop(self) -> None:
+        """Stops the API server, then Redis."""
+        self.api.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+@dataclass
+class Rounds:
+    """What the rounds measured, for the report."""
+
+    pairs: list[tuple[float, float]]  # (bare loop s, service s) per round
+    polled_s: float
+    latencies: list[float]
+    body: dict[str, Any]  # status of the last timed round's job
+
+
+def parse_args() -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -174,66 +201,73 @@ def main() -> int:
     parser.add_argument("--embedded", action="store_true", help="SQLite and the filesystem broker")
     parser.add_argument("--rounds", type=int, default=5, help="bare loop / service pairs")
     parser.add_argument("--bare", nargs="+", type=Path, help=argparse.SUPPRESS)  # one bare round
-    args = parser.parse_args()
-    if args.bare:
-        print(f"{BareLoop().run(args.bare):.6f}")
-        return 0
-    with tempfile.TemporaryDirectory(prefix="nesydet-e2e-") as tmp:
-        root = Path(tmp)
-        paths = make_images(root / "images", args.images, args.size)
-        env: dict[str, str] = {"NESYDET_SWEEPER_INTERVAL_S": "5"}
-        redis = None
-        setup = "embedded (SQLite, filesystem broker, no cache)"
-        if not args.embedded:
-            import asyncpg
+    return parser.parse_args()
 
-            async def fresh_db() -> None:
-                conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-                await conn.execute("DROP DATABASE IF EXISTS nesydet_bench WITH (FORCE)")
-                await conn.execute("CREATE DATABASE nesydet_bench")
-                await conn.close()
 
-            asyncio.run(fresh_db())
-            redis = RedisServer(root)
-            redis.start()
-            env.update(
-                NESYDET_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/nesydet_bench",
-                NESYDET_BROKER_URL=redis.url,
-                NESYDET_REDIS_URL=redis.url.replace("/0", "/1"),
-            )
-            setup = "production (PostgreSQL, Redis broker and status cache)"
-        api = start_api_server(root / "service", **env)
-        worker: Process | None = None
-        try:
-            # Alternated, because this machine's speed drifts by tens of percent from one
-            # minute to the next: each round compares runs made side by side, each side in a
-            # process of its own that has done one image already.
-            rounds: list[tuple[float, float]] = []
-            for i in range(args.rounds + 1):
-                worker = start_worker(api, f"worker-{i}")
-                asyncio.run(run_job(api.url, paths[:1], pollers=0))  # warm-up: model, Prolog
-                if i == args.rounds:
-                    break  # this last worker serves the polled job
-                bare_s = bare_round(paths)
-                service_s, _, body = asyncio.run(run_job(api.url, paths, pollers=0))
-                rounds.append((bare_s, service_s))
-                worker.stop()
-                worker = None
-            polled_s, latencies, _ = asyncio.run(run_job(api.url, paths, pollers=POLLERS))
-        finally:
-            if worker is not None:
-                worker.stop()
-            api.stop()
-            if redis is not None:
-                redis.stop()
-    n = len(paths)
-    print(f"set-up: {setup}; {n} images of {args.size}x{args.size}, default config")
+async def fresh_database() -> None:
+    """Returns once the nesydet_bench database on the local PostgreSQL is dropped and re-created."""
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    await conn.execute("DROP DATABASE IF EXISTS nesydet_bench WITH (FORCE)")
+    await conn.execute("CREATE DATABASE nesydet_bench")
+    await conn.close()
+
+
+def start_deployment(root: Path, *, embedded: bool) -> Deployment:
+    """Returns the service started under ``root``: embedded, or on PostgreSQL and Redis."""
+    env: dict[str, str] = {"NESYDET_SWEEPER_INTERVAL_S": "5"}
+    redis = None
+    setup = "embedded (SQLite, filesystem broker, no cache)"
+    if not embedded:
+        asyncio.run(fresh_database())
+        redis = RedisServer(root)
+        redis.start()
+        env.update(
+            NESYDET_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/nesydet_bench",
+            NESYDET_BROKER_URL=redis.url,
+            NESYDET_REDIS_URL=redis.url.replace("/0", "/1"),
+        )
+        setup = "production (PostgreSQL, Redis broker and status cache)"
+    api = start_api_server(root / "service", **env)
+    return Deployment(api, redis, setup)
+
+
+def run_rounds(api: ApiServer, paths: list[Path], count: int) -> Rounds:
+    """Returns ``count`` rounds of bare loop vs service, then a job polled by the clients."""
+    worker: Process | None = None
+    body: dict[str, Any] = {}
+    try:
+        # Alternated, because this machine's speed drifts by tens of percent from one
+        # minute to the next: each round compares runs made side by side, each side in a
+        # process of its own that has done one image already.
+        pairs: list[tuple[float, float]] = []
+        for i in range(count + 1):
+            worker = start_worker(api, f"worker-{i}")
+            asyncio.run(run_job(api.url, paths[:1], pollers=0))  # warm-up: model, Prolog
+            if i == count:
+                break  # this last worker serves the polled job
+            bare_s = bare_round(paths)
+            service_s, _, body = asyncio.run(run_job(api.url, paths, pollers=0))
+            pairs.append((bare_s, service_s))
+            worker.stop()
+            worker = None
+        polled_s, latencies, _ = asyncio.run(run_job(api.url, paths, pollers=POLLERS))
+    finally:
+        if worker is not None:
+            worker.stop()
+    return Rounds(pairs, polled_s, latencies, body)
+
+
+def print_report(setup: str, size: int, n: int, rounds: Rounds) -> int:
+    """Returns the exit code (0 when both targets are met), having printed the report."""
+    print(f"set-up: {setup}; {n} images of {size}x{size}, default config")
     print(
         f"{'round':<8} {'bare s':>8} {'service s':>10} {'bare img/h':>11} "
         f"{'service img/h':>14} {'ratio':>6}"
     )
     ratios = []
-    for i, (bare_s, service_s) in enumerate(rounds, 1):
+    for i, (bare_s, service_s) in enumerate(rounds.pairs, 1):
         ratio = bare_s / service_s
         ratios.append(ratio)
         print(
@@ -241,17 +275,36 @@ def main() -> int:
             f"{n / service_s * 3600:14.0f} {ratio:6.3f}"
         )
     ratio = statistics.median(ratios)
+    polled_s = rounds.polled_s
     print(f"service with 50 pollers: {polled_s:.1f} s ({n / polled_s * 3600:.0f} img/h)")
     verdict = "ok" if ratio >= 0.9 else "MISS"
     print(f"ratio service/bare, median of {len(ratios)}: {ratio:.3f} (target >= 0.9) {verdict}")
+    latencies = rounds.latencies
     p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
     verdict = "ok" if p95 < 50 else "MISS"
     print(
         f"status polls: {len(latencies)} by {POLLERS} clients (1/s each) during a job; "
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p95 < 50 ms) {verdict}"
     )
-    print(f"job: {body['summary']['total_detections']} detections")
+    print(f"job: {rounds.body['summary']['total_detections']} detections")
     return 0 if ratio >= 0.9 and p95 < 50 else 1
+
+
+def main() -> int:
+    """Returns the exit code after running the benchmark, or one bare round with ``--bare``."""
+    args = parse_args()
+    if args.bare:
+        print(f"{BareLoop().run(args.bare):.6f}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="nesydet-e2e-") as tmp:
+        root = Path(tmp)
+        paths = make_images(root / "images", args.images, args.size)
+        deployment = start_deployment(root, embedded=args.embedded)
+        try:
+            rounds = run_rounds(deployment.api, paths, args.rounds)
+        finally:
+            deployment.stop()
+    return print_report(deployment.setup, args.size, len(paths), rounds)
 
 
 if __name__ == "__main__":

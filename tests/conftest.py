@@ -147,9 +147,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-TABLES_IN_DELETE_ORDER: list[str] = []
-
-
 def _table_names() -> list[str]:
     from nesydet.db import models  # noqa: F401
     from nesydet.db.base import Base

@@ -156,3 +156,38 @@ DEMO_MODEL = ROOT / "models" / "nesydet-demo-obb.pt"
 RULES_DIR = ROOT / "rules"
 PYTHON = sys.executable
 ENV_BASE = dict(os.environ)
+
+
+def doubled_obbs(n: int, seed: int = 0) -> tuple[npt.NDArray[np.float64], ...]:
+    """Returns (obb rows, scores, classes) of ``n`` random oriented objects over a 4,000 px
+    square, each seen twice a fraction of a pixel apart (as by two overlapping slices)."""
+    rng = np.random.default_rng(seed)
+    rows = np.column_stack(
+        [
+            rng.uniform(0, 4000, n),
+            rng.uniform(0, 4000, n),
+            rng.uniform(8, 40, n),
+            rng.uniform(4, 16, n),
+            rng.uniform(0, 3, n),
+        ]
+    )
+    dup = rows.copy()
+    dup[:, :2] += rng.normal(0, 0.5, (n, 2))
+    scores = np.tile(rng.uniform(0.2, 1, n), 2)
+    classes = np.tile(rng.integers(0, 5, n), 2).astype(np.float64)
+    return np.vstack([rows, dup]), scores, classes
+
+
+def random_detections(
+    n: int, seed: int = 0
+) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Returns (class names, scores, xyxy boxes) of ``n`` random detections on a 3,000 px
+    square, for reasoning at scale."""
+    rng = np.random.default_rng(seed)
+    names = [
+        ("small_vehicle", "large_vehicle", "ship", "harbor", "plane", "storage_tank")[k]
+        for k in rng.integers(0, 6, n)
+    ]
+    c = rng.uniform(0, 3000, (n, 2))
+    wh = rng.uniform(8, 40, (n, 2))
+    return names, rng.uniform(0.12, 1, n), np.column_stack([c - wh / 2, c + wh / 2])

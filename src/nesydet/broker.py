@@ -1,4 +1,8 @@
-"""The Celery application, configured from the settings; imports no task code."""
+"""The broker: queue and task names, and the Celery app configured from the settings.
+
+Neutral ground: the API and the services send tasks by name through it, the worker
+(``nesydet.tasks``) registers them under the same names; it imports no task code.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             # the hard time limit of the longest job.
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_connect_timeout": settings.broker_publish_timeout_s,
-            "socket_timeout": 30,
+            # Above the consumer's blocking poll (1 s): a frozen broker is noticed in seconds.
+            "socket_timeout": 10,
             "retry_on_timeout": True,
         }
     return {}
@@ -62,5 +67,8 @@ def make_celery(settings: Settings) -> Celery:
         broker_pool_limit=4,
         task_time_limit=settings.max_job_time_limit_s,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A new pool process loads the model and Prolog (6-10 s measured) before it reports up;
+        # Celery's default (4 s) killed every replacement of a process that died.
+        worker_proc_alive_timeout=settings.worker_start_timeout_s,
     )
     return app

@@ -72,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         proxy_headers=settings.trust_proxy_headers,
         timeout_graceful_shutdown=10,
+        server_header=False,  # no server name or version in responses
     )
     return 0
 

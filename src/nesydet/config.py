@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         description="torch CPU threads per worker process; default: the cores shared out "
         "among the worker processes",
     )
+    worker_start_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds a new pool process may take to load the model and Prolog before "
+        "it is replaced (measured: 6-10 s on 2 CPU cores)",
+    )
+    worker_max_failed_starts: int = Field(
+        default=3,
+        ge=1,
+        description="pool processes in a row that die before they are ready, after which "
+        "`nesydet worker` exits (status 3) for its supervisor to restart it",
+    )
     job_time_limit_base_s: float = Field(default=120.0, gt=0)
     job_time_limit_per_image_s: float = Field(default=300.0, gt=0)
     max_job_time_limit_s: float = Field(default=6 * 3600.0, gt=0)
@@ -100,6 +112,12 @@ class Settings(BaseSettings):
     heartbeat_stale_s: float = Field(default=30.0, gt=0)
     sweeper_interval_s: float = Field(default=10.0, ge=0, description="0 disables it")
     resend_queued_after_s: float = Field(default=900.0, gt=0)
+    lost_message_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a queued job sent this long ago whose message is not in the broker (seen "
+        "at two sweeps in a row) has its task sent again",
+    )
     broker_publish_timeout_s: float = Field(default=3.0, gt=0)
     default_seconds_per_image: float = Field(default=10.0, gt=0)
     status_cache_ttl_s: int = Field(default=86400, gt=0)
@@ -109,6 +127,12 @@ class Settings(BaseSettings):
     rules_dir: Path = Path("rules")
     default_model: str = "nesydet-demo-obb.pt"
     device: str = "auto"
+    detector_factory: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`module:callable` that builds a Detector from (model path, device); "
+        "the Ultralytics adapter when unset",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

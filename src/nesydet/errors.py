@@ -120,3 +120,9 @@ class JobNotCancellable(AppError):
     status_code = 409
     code = "JOB_NOT_CANCELLABLE"
     default_message = "The job has already finished"
+
+
+class IdempotencyKeyReused(AppError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was used with a different request"

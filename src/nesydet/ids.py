@@ -1,12 +1,15 @@
-"""Public identifiers: a short prefix and random lowercase hex, like ``upl_a1b2c3d4e5f6``."""
+"""Public identifiers: a short prefix and random lowercase hex, like ``upl_a1b2c3d4e5f6``.
+
+Every id a client sends is checked against its pattern at the edge (path, query or body), so
+nothing malformed (a NUL byte, a megabyte of text) reaches the database or a log line.
+"""
 
 from __future__ import annotations
 
-import re
 import secrets
 
 ID_HEX_LEN = 12
-_ID_RE = re.compile(r"^(upl|img|job)_[0-9a-f]{12}$")
+UPLOAD, FILE, JOB = "upl", "img", "job"
 
 
 def new_id(prefix: str) -> str:
@@ -14,6 +17,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(ID_HEX_LEN // 2)}"
 
 
-def is_valid_id(value: str, prefix: str) -> bool:
-    """Return whether ``value`` is a well-formed identifier with that prefix."""
-    return value.startswith(prefix + "_") and _ID_RE.match(value) is not None
+def id_pattern(prefix: str) -> str:
+    """Return the regular expression every id with that prefix matches."""
+    return rf"^{prefix}_[0-9a-f]{{{ID_HEX_LEN}}}$"

@@ -144,3 +144,97 @@ async def test_rate_limit_is_429_with_retry_after(
     assert over.headers["x-request-id"].startswith("req_")
     assert health.status_code == 200
     assert metrics.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("GET", "/api/v1/jobs/%00/status", "JOB_NOT_FOUND"),
+        ("GET", "/api/v1/jobs/job_%00%00/results", "JOB_NOT_FOUND"),
+        ("POST", "/api/v1/jobs/" + "x" * 5000 + "/cancel", "JOB_NOT_FOUND"),
+        ("GET", "/api/v1/uploads/upl_%27%3B--", "UPLOAD_NOT_FOUND"),
+        ("GET", "/api/v1/files/%00/original", "FILE_NOT_FOUND"),
+        ("GET", "/api/v1/jobs/%00/results/%00/labels.txt", "JOB_NOT_FOUND"),
+    ],
+)
+async def test_a_malformed_id_in_a_path_answers_like_an_unknown_one(
+    client: httpx.AsyncClient, method: str, path: str, code: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 404
+    assert_envelope(response.json(), code)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"upload_id": "\u0000"}, "upload_id"),
+        ({"upload_id": "upl_" + "a" * 100}, "upload_id"),
+        ({"upload_id": "upl_a1b2c3d4e5f6", "file_ids": ["img_\u0000" * 20]}, "file_ids.0"),
+    ],
+)
+async def test_a_malformed_id_in_a_body_is_a_400_naming_the_field(
+    client: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    response = await client.post("/api/v1/inference/predict", json=body)
+    assert response.status_code == 400
+    payload = response.json()
+    assert_envelope(payload, "VALIDATION_ERROR")
+    assert [e["field"] for e in payload["errors"]] == [field]
+
+
+@pytest.mark.parametrize("query", ["job_id=%00", "job_id=job_" + "f" * 40])
+async def test_a_malformed_id_in_a_query_is_a_400(client: httpx.AsyncClient, query: str) -> None:
+    response = await client.get(f"/api/v1/files/img_000000000000/annotated?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "job_id"
+
+
+async def test_a_trailing_slash_redirects_relative_never_to_the_host_header(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/jobs/?limit=5", headers={"Host": "evil.example"})
+    assert response.status_code == 307
+    assert response.headers["location"] == "/api/v1/jobs?limit=5"
+    followed = await client.get(response.headers["location"])
+    assert followed.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["//evil.example/", "/nothing/here/", "/"])
+async def test_no_redirect_off_the_routes(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+async def test_every_response_carries_the_security_headers(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/api/v1/jobs", "/nowhere", "/docs"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["x-frame-options"] == "DENY", path
+
+
+async def test_an_unreachable_database_answers_503_with_retry_after(
+    settings: Settings, checker: ImageChecker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.integration.prom import free_port
+
+    down = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"}
+    )
+    app = create_app(down, checker=checker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            for method, path in [
+                ("GET", "/api/v1/jobs"),
+                ("GET", "/api/v1/jobs/job_000000000000/status"),
+                ("GET", "/api/v1/uploads/upl_000000000000"),
+                ("POST", "/api/v1/jobs/job_000000000000/cancel"),
+            ]:
+                response = await http.request(method, path)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["retry-after"] == "5"
+                assert_envelope(response.json(), "SERVICE_UNAVAILABLE")
+            assert (await http.get("/healthz")).status_code == 200
+    assert not any(r.exc_info for r in caplog.records), "no stack trace for an outage"

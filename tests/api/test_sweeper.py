@@ -56,7 +56,7 @@ async def test_silent_worker_job_is_requeued_and_sent(
         deadline_at=now + timedelta(hours=1),
     )  # fmt: skip
     counts = await run_sweep(client, settings)
-    assert counts == {"requeued": 1, "failed": 0, "sent": 1}
+    assert counts == {"requeued": 1, "failed": 0, "sent": 1, "resent": 0}
     job = await get_job(client, job_id)
     assert (job.status, job.claim_token) == ("queued", None)
     assert job.sent_at is not None
@@ -70,7 +70,7 @@ async def test_live_worker_job_is_left_alone(client: httpx.AsyncClient, settings
     await set_job(
         client, job_id, status="processing", claim_token="alive", attempts=1, heartbeat_at=utcnow()
     )
-    assert await run_sweep(client, settings) == {"requeued": 0, "failed": 0, "sent": 0}
+    assert await run_sweep(client, settings) == {"requeued": 0, "failed": 0, "sent": 0, "resent": 0}
     assert (await get_job(client, job_id)).status == "processing"
 
 

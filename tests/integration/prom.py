@@ -129,6 +129,13 @@ class Process:
         """Return the end of what the process wrote."""
         return _tail(self.log)
 
+    def log_text(self) -> str:
+        """Return everything the process wrote so far."""
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def check_alive(self) -> None:
         """Raise if the process has exited, with its output."""
         if self.proc.poll() is not None:

@@ -22,8 +22,6 @@ DOTA = [
     *("roundabout", "soccer_ball_field", "swimming_pool"),
 ]
 
-pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="demo model not trained")
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _offline() -> None:

@@ -65,8 +65,6 @@ RECALL_FLOOR = 0.7  # measured 0.82 (precision 0.84) for this scene with the com
 
 @pytest.mark.slow
 def test_offline_end_to_end_finds_objects(tmp_path: Path) -> None:
-    if not DEMO_MODEL.exists():
-        pytest.skip("demo model not trained")
     demo_scenes_module()
     from demo_scenes import generate_scene
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 from nesydet.pipeline import RulesError
 from nesydet.pipeline.reasoning.engine import Decision, PrologReasoner
 from nesydet.pipeline.reasoning.facts import build_facts
-from tests.pipeline_fixtures import RULES_DIR
+from tests.pipeline_fixtures import RULES_DIR, random_detections
 
 CLASSES = {
     "plane", "ship", "storage_tank", "baseball_diamond", "tennis_court", "basketball_court",
@@ -155,78 +155,86 @@ def test_below_threshold_without_support_is_dropped(dota: PrologReasoner) -> Non
     assert out[0].action == "drop"
 
 
-def test_reasoning_1000_detections_under_budget(dota: PrologReasoner) -> None:
-    rng = np.random.default_rng(0)
+def test_reasoning_decides_each_of_1000_detections(dota: PrologReasoner) -> None:
+    # How long this takes is measured by bench/pipeline_speed.py (and bench/quality.py).
     n = 1000
-    names = [
-        ("small_vehicle", "large_vehicle", "ship", "harbor", "plane", "storage_tank")[k]
-        for k in rng.integers(0, 6, n)
-    ]
-    c = rng.uniform(0, 3000, (n, 2))
-    wh = rng.uniform(8, 40, (n, 2))
-    facts = build_facts(
-        names,
-        rng.uniform(0.12, 1, n),
-        np.column_stack([c - wh / 2, c + wh / 2]),
-        None,
-        (3000, 3000),
-        0.25,
-    )
-    dota.decide("dota.pl", facts, n, CLASSES)  # warm (loads the file)
-    best = min(_timed(lambda: dota.decide("dota.pl", facts, n, CLASSES)) for _ in range(3))
-    assert best < 0.25  # bench/quality.py reports the real figure; generous here for slow CI
-
-
-def _timed(fn: object) -> float:
-    t = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - t
+    names, scores, boxes = random_detections(n)
+    facts = build_facts(names, scores, boxes, None, (3000, 3000), 0.25)
+    out = dota.decide("dota.pl", facts, n, CLASSES)
+    assert len(out) == n
+    assert {d.action for d in out} <= {"keep", "drop", "relabel"}
+    assert {d.action for d in out} >= {"keep", "drop"}
+    assert sum(bool(d.rules) for d in out) > n // 10  # a crowded scene: many rules fire
+    assert dota.decide("dota.pl", facts, n, CLASSES) == out  # nothing carried between calls
 
 
 DECIDE = "decide(Id, keep, C, K, []) :- det(Id, K, C, _, _)"
+TIME_LIMIT = "time limit exceeded"
+NOT_ALLOWED = "directive not allowed in rules files"
+SANDBOXED = "No permission to call sandboxed"
+# Each hostile file, and what its RulesError says (a regular expression).
 HOSTILE = {
-    "syntax.pl": "decide(Id, keep, C, K, []) :- det(Id, K, C, _, _)\nfoo(.\n",
-    "halt_init.pl": f":- initialization(halt).\n{DECIDE}.\n",
-    "halt.pl": f":- halt.\n{DECIDE}.\n",
-    "shell.pl": f"{DECIDE}, shell('touch /tmp/nesydet_pwned').\n",
-    "shell_hidden.pl": f":- dynamic x/0.\nx :- shell(ls).\n{DECIDE}, x.\n",
-    "loop.pl": f"{DECIDE}, repeat, fail.\n",
-    "loop_directive.pl": ":- repeat, fail.\n",
-    "memory.pl": f"{DECIDE}, numlist(1, 500000000, L), sum_list(L, _).\n",
-    "hook.pl": f"user:message_hook(_, _, _).\n{DECIDE}.\n",
-    "consult.pl": ":- consult('/etc/passwd').\n",
-    "no_decide.pl": "foo(1).\n",
-    "fake_facts.pl": "det(0, plane, 1.0, 0, 1).\ndecide(_, keep, 1.0, plane, []).\n",
-    "bad_action.pl": "decide(Id, explode, C, K, []) :- det(Id, K, C, _, _).\n",
-    "bad_conf.pl": "decide(Id, keep, 2.0, K, []) :- det(Id, K, _, _, _).\n",
-    "bad_class.pl": "decide(Id, relabel, C, tractor, []) :- det(Id, _, C, _, _).\n",
-    "fails.pl": "decide(_, _, _, _, _) :- fail.\n",
-    "throws.pl": "decide(_, _, _, _, _) :- X is 1/0, X > 0.\n",
+    "syntax.pl": (
+        "decide(Id, keep, C, K, []) :- det(Id, K, C, _, _)\nfoo(.\n",
+        "Syntax error",
+    ),
+    "halt_init.pl": (f":- initialization(halt).\n{DECIDE}.\n", NOT_ALLOWED),
+    "halt.pl": (f":- halt.\n{DECIDE}.\n", NOT_ALLOWED),
+    "shell.pl": (f"{DECIDE}, shell('touch /tmp/nesydet_pwned').\n", SANDBOXED),
+    "shell_hidden.pl": (f":- dynamic x/0.\nx :- shell(ls).\n{DECIDE}, x.\n", SANDBOXED),
+    "loop.pl": (f"{DECIDE}, repeat, fail.\n", TIME_LIMIT),
+    "loop_directive.pl": (":- repeat, fail.\n", NOT_ALLOWED),
+    # Runs out of the time limit or of the stack limit first, depending on the machine.
+    "memory.pl": (
+        f"{DECIDE}, numlist(1, 500000000, L), sum_list(L, _).\n",
+        f"{TIME_LIMIT}|Stack limit .* exceeded",
+    ),
+    "hook.pl": (f"user:message_hook(_, _, _).\n{DECIDE}.\n", "module-qualified clause head"),
+    "consult.pl": (":- consult('/etc/passwd').\n", NOT_ALLOWED),
+    "no_decide.pl": ("foo(1).\n", "does not define decide/5"),
+    "fake_facts.pl": (
+        "det(0, plane, 1.0, 0, 1).\ndecide(_, keep, 1.0, plane, []).\n",
+        "det/5 holds facts asserted by nesydet",
+    ),
+    "bad_action.pl": (
+        "decide(Id, explode, C, K, []) :- det(Id, K, C, _, _).\n",
+        "malformed decision",
+    ),
+    "bad_conf.pl": (
+        "decide(Id, keep, 2.0, K, []) :- det(Id, K, _, _, _).\n",
+        "confidence outside",
+    ),
+    "bad_class.pl": (
+        "decide(Id, relabel, C, tractor, []) :- det(Id, _, C, _, _).\n",
+        "class the model does not know: tractor",
+    ),
+    "fails.pl": ("decide(_, _, _, _, _) :- fail.\n", "decide/5 failed"),
+    "throws.pl": ("decide(_, _, _, _, _) :- X is 1/0, X > 0.\n", "zero_divisor"),
 }
 
 
 @pytest.fixture(scope="module")
 def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("rules")
-    for name, text in HOSTILE.items():
+    for name, (text, _) in HOSTILE.items():
         (d / name).write_text(text)
     shutil.copy(RULES_DIR / "dota.pl", d / "dota.pl")
     return d
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_rules_give_rules_error_in_time(hostile_dir: Path, name: str) -> None:
-    limit = 1.0
-    reasoner = PrologReasoner(hostile_dir, time_limit_s=limit)
+def test_hostile_rules_give_rules_error(hostile_dir: Path, name: str) -> None:
+    # How soon a runaway rule is stopped after its time limit: bench/pipeline_speed.py.
+    reasoner = PrologReasoner(hostile_dir, time_limit_s=1.0)
     facts = build_facts(
         ["ship"], np.array([0.5]), np.array([[10.0, 10, 30, 20]]), None, (100, 100), 0.25
     )
-    t = time.perf_counter()
     with pytest.raises(RulesError) as err:
         reasoner.decide(name, facts, 1, CLASSES)
-    assert time.perf_counter() - t < limit + 3.0
     assert err.value.code == "RULES_ERROR"
     assert err.value.details
+    said = f"{err.value.message}: {err.value.details}"
+    assert re.search(HOSTILE[name][1], said), said
     assert not Path("/tmp/nesydet_pwned").exists()
     # the process is fine and the next good job works
     good = reasoner.decide("dota.pl", facts, 1, CLASSES)

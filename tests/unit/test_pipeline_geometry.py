@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,17 +12,17 @@ from nesydet.pipeline import geometry as geo
 
 
 @pytest.mark.parametrize(
-    ("w", "h", "sw", "sh", "ov"),
+    ("w", "h", "sw", "sh", "ov", "per_row"),
     [
-        (2048, 1536, 640, 640, 0.2),
-        (640, 640, 640, 640, 0.2),
-        (300, 200, 640, 640, 0.2),
-        (3000, 2000, 512, 256, 0.5),
-        (1000, 1000, 256, 256, 0.0),
+        (2048, 1536, 640, 640, 0.2, 4),
+        (640, 640, 640, 640, 0.2, 1),
+        (300, 200, 640, 640, 0.2, 1),
+        (3000, 2000, 512, 256, 0.5, 11),
+        (1000, 1000, 256, 256, 0.0, 4),
     ],
 )
 def test_slice_windows_cover_image_with_requested_overlap(
-    w: int, h: int, sw: int, sh: int, ov: float
+    w: int, h: int, sw: int, sh: int, ov: float, per_row: int
 ) -> None:
     wins = geo.slice_windows(w, h, sw, sh, ov)
     covered = np.zeros((h, w), dtype=bool)
@@ -33,10 +34,13 @@ def test_slice_windows_cover_image_with_requested_overlap(
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     assert len(set(wins)) == len(wins)
-    # neighbouring windows in a row overlap by int(ratio * size) except the shifted last one
+    # neighbouring windows in a row overlap by int(ratio * size), except the last one, which
+    # is shifted to end at the image's edge
     row = sorted({x0 for x0, y0, _, _ in wins if y0 == 0})
-    if len(row) > 2:
-        assert row[1] - row[0] == sw - int(ov * sw)
+    assert len(row) == per_row
+    steps = [b - a for a, b in itertools.pairwise(row[:-1])]
+    assert steps == [sw - int(ov * sw)] * max(0, per_row - 2)
+    assert row[-1] == max(0, w - sw)
 
 
 def test_slice_windows_match_sahi() -> None:

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from nesydet.db.base import utcnow
 from nesydet.db.models import Job
-from nesydet.services.processing import HeldJob, estimate_finish
+from nesydet.services.processing.store import Claim, estimate_finish
 
 
-def _held(seconds_per_image: float, *, done: int, started: float) -> HeldJob:
-    held = HeldJob(job=Job(), token="t", started=started, seconds_per_image=seconds_per_image)
-    held.images_done_here = done
-    return held
+def _held(seconds_per_image: float, *, done: int, started: float) -> Claim:
+    claim = Claim(job=Job(), token="t", started=started, seconds_per_image=seconds_per_image)
+    claim.images_done_here = done
+    return claim
 
 
 def test_before_the_first_image_the_measured_rate_is_used() -> None:

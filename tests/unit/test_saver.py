@@ -11,12 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from nesydet.db.session import create_engine
-from nesydet.services.saver import BackgroundSaver
+from nesydet.services.processing.saver import BackgroundSaver
 
 
 def _saver(nice: int = 0) -> BackgroundSaver:
-    return BackgroundSaver(create_engine("sqlite+aiosqlite:///:memory:"), nice=nice)
+    return BackgroundSaver(nice=nice)
 
 
 @pytest.fixture
@@ -59,25 +58,9 @@ def test_drain_logs_a_failure_instead_of_raising(
         raise RuntimeError("lost connection")
 
     saver.submit(fail)
-    with caplog.at_level(logging.INFO, logger="nesydet.services.saver"):
+    with caplog.at_level(logging.INFO, logger="nesydet.services.processing.saver"):
         saver.drain()
     assert "a pending save did not complete" in caplog.text
-
-
-def test_the_saver_runs_its_database_work_on_its_own_thread(saver: BackgroundSaver) -> None:
-    from sqlalchemy import text
-
-    seen: list[object] = []
-
-    async def query() -> object:
-        async with saver.sessionmaker() as session:
-            return (await session.execute(text("select 41 + 1"))).scalar_one()
-
-    saver.submit(lambda: seen.append((threading.current_thread().name, saver.db(query()))))
-    saver.wait()
-    name, value = seen[0]  # type: ignore[misc]
-    assert name.startswith("nesydet-save")
-    assert value == 42
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="niceness is per thread on Linux only")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,14 +18,15 @@ from nesydet.api.middleware import RequestContextMiddleware
 from nesydet.api.openapi import install_openapi
 from nesydet.api.ratelimit import install_rate_limits
 from nesydet.api.routers import files, jobs, system, uploads
+from nesydet.broker import make_celery
 from nesydet.config import Settings, get_settings
 from nesydet.db.session import create_engine, create_sessionmaker
 from nesydet.services.dispatch import Dispatcher
+from nesydet.services.health import Readiness
 from nesydet.services.image_checker import ImageChecker
 from nesydet.services.status_cache import make_status_cache
 from nesydet.services.sweeper import Sweeper
 from nesydet.storage import create_storage
-from nesydet.tasks.celery_app import make_celery
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,10 @@ def new_checker(settings: Settings) -> ImageChecker:
     )
 
 
-def create_app(settings: Settings | None = None, *, checker: ImageChecker | None = None) -> FastAPI:
-    """Return the application; resources are opened in its lifespan.
-
-    Args:
-        settings: the settings; read from the environment when not given.
-        checker: an image checker pool to share (tests); the app makes and owns one otherwise.
-    """
-    settings = settings or get_settings()
+def _lifespan(
+    settings: Settings, checker: ImageChecker | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Return the lifespan that opens the app's resources on start and closes them at exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,13 +64,15 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.storage = create_storage(settings)
-        own_checker = checker is None
         app.state.checker = checker or new_checker(settings)
         settings.staging_dir.mkdir(parents=True, exist_ok=True)
         await app.state.checker.start()
         app.state.celery = make_celery(settings)
         app.state.dispatcher = Dispatcher(app.state.celery, settings)
         app.state.status_cache = make_status_cache(settings.redis_url, settings.status_cache_ttl_s)
+        app.state.readiness = Readiness(
+            engine=engine, storage=app.state.storage, celery=app.state.celery
+        )
         sweeper = Sweeper(
             sessionmaker=app.state.sessionmaker,
             settings=settings,
@@ -87,15 +86,31 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
             await sweeper.stop()
             await app.state.status_cache.close()
             app.state.celery.close()
-            if own_checker:
+            if checker is None:  # the app made its own checker: it closes it
                 app.state.checker.close()
             await engine.dispose()
 
+    return lifespan
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    log.info("client disconnected during the request")
+    return Response(status_code=400)
+
+
+def create_app(settings: Settings | None = None, *, checker: ImageChecker | None = None) -> FastAPI:
+    """Return the application; resources are opened in its lifespan.
+
+    Args:
+        settings: the settings; read from the environment when not given.
+        checker: an image checker pool to share (tests); the app makes and owns one otherwise.
+    """
+    settings = settings or get_settings()
     app = FastAPIOffline(
         title="nesydet",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, checker),
         openapi_tags=[
             {"name": "uploads", "description": "Upload images and read uploads back"},
             {"name": "jobs", "description": "Start inference jobs, follow them, fetch results"},
@@ -103,19 +118,14 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
             {"name": "system", "description": "Health, readiness and metrics"},
         ],
     )
+    # Trailing-slash redirects are answered by the 404 handler, with a relative Location.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.api_version = API_VERSION
     install_error_handlers(app)
-
-    async def _client_gone(request: Request, exc: Exception) -> Response:
-        log.info("client disconnected during the request")
-        return Response(status_code=400)
-
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.include_router(uploads.router)
-    app.include_router(jobs.router)
-    app.include_router(files.router)
-    app.include_router(system.router)
+    for module in (uploads, jobs, files, system):
+        app.include_router(module.router)
     install_rate_limits(app, settings)
     install_openapi(app)
     if settings.cors_origins:

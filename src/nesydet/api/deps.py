@@ -1,16 +1,21 @@
-"""Request dependencies as ``Annotated`` aliases. The session dependency owns the commit."""
+"""Request dependencies as ``Annotated`` aliases. The session dependency owns the commit.
+
+Every dependency is ``async def``, even those that only read ``app.state``: FastAPI runs a
+plain ``def`` dependency on its thread pool, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nesydet.config import Settings
 from nesydet.db import session as uow
 from nesydet.services.dispatch import Dispatcher
+from nesydet.services.idempotency import IdempotentRequest
 from nesydet.services.image_checker import ImageChecker
 from nesydet.services.status_cache import StatusCache
 from nesydet.storage import Storage
@@ -27,19 +32,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await uow.commit(session)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """Return the app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     """Return the app's storage backend."""
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_checker(request: Request) -> ImageChecker:
+async def get_checker(request: Request) -> ImageChecker:
     """Return the app's image checker pool."""
     checker: ImageChecker = request.app.state.checker
     return checker
@@ -52,19 +57,19 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 CheckerDep = Annotated[ImageChecker, Depends(get_checker)]
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     """Return the app's task dispatcher."""
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
 
 
-def get_status_cache(request: Request) -> StatusCache:
+async def get_status_cache(request: Request) -> StatusCache:
     """Return the app's job status cache."""
     cache: StatusCache = request.app.state.status_cache
     return cache
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     """Return the session factory, for work that outlives the request's own session."""
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return maker
@@ -73,3 +78,28 @@ def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 StatusCacheDep = Annotated[StatusCache, Depends(get_status_cache)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+
+
+async def get_idempotent_request(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="any unique string (a UUID, say): sent again with the same body "
+            "within 24 h, the first response comes back instead of a second upload or job",
+        ),
+    ] = None,
+) -> IdempotentRequest | None:
+    """Return the request's idempotency key and scope (its route), when it sent one."""
+    if idempotency_key is None:
+        return None
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return IdempotentRequest(scope=f"{request.method} {path}", key=idempotency_key)
+
+
+IdempotencyDep = Annotated[IdempotentRequest | None, Depends(get_idempotent_request)]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ExceptionHandler
 
-from nesydet.errors import AppError
+from nesydet.errors import AppError, FileNotFound, JobNotFound, NotFound, UploadNotFound
 from nesydet.observability.logging import request_id_var
 from nesydet.schemas.common import iso_z
 
@@ -115,7 +117,30 @@ async def _app_error(request: Request, exc: AppError) -> JSONResponse:
     )
 
 
+# A malformed id in a path names nothing that could exist: it answers as an unknown one would.
+_PATH_IDS: dict[str, type[NotFound]] = {
+    "job_id": JobNotFound,
+    "upload_id": UploadNotFound,
+    "file_id": FileNotFound,
+}
+
+
+def _unknown_path_id(exc: RequestValidationError) -> NotFound | None:
+    """Return the not-found error for a request whose only fault is a malformed path id."""
+    names = {
+        str(loc[1]) if len(loc) == 2 and loc[0] == "path" else ""
+        for loc in (tuple(err.get("loc", ())) for err in exc.errors())
+    }
+    if not names or not names <= set(_PATH_IDS):
+        return None
+    first = next(name for name in _PATH_IDS if name in names)  # job before file, say
+    return _PATH_IDS[first](details=f"no such {first}: ids look like job_0123456789ab")
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    unknown = _unknown_path_id(exc)
+    if unknown is not None:
+        return await _app_error(request, unknown)
     items = validation_items(exc)
     code = (
         "INVALID_CONFIG"
@@ -127,13 +152,36 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return error_response(400, code=code, message=message, details=details, errors=items)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _slash_redirect(request: Request) -> Response | None:
+    """Return a redirect from ``/path/`` to ``/path`` when that is a route, else None.
+
+    The Location is a relative reference built from the path alone: never from the client's
+    ``Host`` header (Starlette's own slash redirect does that), and never ``//host``.
+    """
+    path = request.url.path
+    target = path.rstrip("/")
+    if not target or target == path or target.startswith("//"):
+        return None
+    scope = {**request.scope, "path": target}
+    if not any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+        return None
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(quote(target) + query, status_code=307)
+
+
+def _shown(path: str) -> str:
+    return path if len(path) <= 200 else path[:200] + "..."
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 404 and (redirect := _slash_redirect(request)) is not None:
+        return redirect
     code, message = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "Request failed"))
     details = exc.detail if isinstance(exc.detail, str) and exc.detail != message else None
     if exc.status_code == 404 and details in (None, "Not Found"):
-        details = f"no route for {request.method} {request.url.path}"
+        details = f"no route for {request.method} {_shown(request.url.path)}"
     if exc.status_code == 405:
-        details = f"{request.method} is not allowed on {request.url.path}"
+        details = f"{request.method} is not allowed on {_shown(request.url.path)}"
     return error_response(
         exc.status_code,
         code=code,

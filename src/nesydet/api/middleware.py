@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-import secrets
 import time
 from typing import Any
 
@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nesydet import API_VERSION
 from nesydet.api.errors import error_body
+from nesydet.db.session import is_unavailable
 from nesydet.observability import metrics
 from nesydet.observability.logging import request_id_var
 
@@ -20,6 +21,15 @@ log = logging.getLogger("nesydet.api")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 UNMATCHED = "unmatched"
+# What a client told to come back later (503) waits, in seconds.
+RETRY_AFTER_S = 5
+# On every response: no content sniffing (an upload is only ever what its bytes say), no
+# framing of the docs or images by other sites, no referrer leaking ids to other sites.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
 
 
 def _endpoint_label(scope: Scope) -> str:
@@ -33,7 +43,7 @@ def _endpoint_label(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     """Gives each request an id (a well-formed client ``X-Request-ID`` is kept), adds the
-    ``X-Request-ID`` and ``X-API-Version`` headers, records request metrics, and turns an
+    ``X-Request-ID``, ``X-API-Version`` and security headers, records request metrics, and turns an
     unexpected exception into a logged 500 ``INTERNAL_ERROR`` envelope with no stack trace.
     """
 
@@ -52,6 +62,7 @@ class RequestContextMiddleware:
         extra_headers = [
             (b"x-request-id", request_id.encode()),
             (b"x-api-version", API_VERSION.encode()),
+            *SECURITY_HEADERS,
         ]
 
         async def send_wrapper(message: Message) -> None:
@@ -64,13 +75,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception:
-            log.exception(
-                "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
-            )
+        except Exception as exc:
+            unavailable = is_unavailable(exc)
+            if unavailable:  # an outage, not a bug: no stack trace, a 503 the client retries
+                log.warning("the database cannot be reached", extra={"error": repr(exc)[:300]})
+            else:
+                log.exception("unhandled error", extra={"method": scope["method"]})
             if not response_started:
-                status = 500
-                await self._send_500(send_wrapper)
+                status = 503 if unavailable else 500
+                await self._send_error(send_wrapper, unavailable=unavailable)
         finally:
             endpoint = _endpoint_label(scope)
             elapsed = time.perf_counter() - started
@@ -87,24 +100,34 @@ class RequestContextMiddleware:
                 if _REQUEST_ID_RE.match(candidate):
                     return candidate
                 break
-        return f"req_{secrets.token_hex(6)}"
+        # An id to find a request in the logs, not a secret: no need for the OS's randomness.
+        return f"req_{random.getrandbits(48):012x}"
 
     @staticmethod
-    async def _send_500(send: Any) -> None:
-        body = json.dumps(
-            error_body(
+    async def _send_error(send: Any, *, unavailable: bool) -> None:
+        if unavailable:
+            status, extra = 503, [(b"retry-after", str(RETRY_AFTER_S).encode())]
+            content = error_body(
+                code="SERVICE_UNAVAILABLE",
+                message="Service unavailable, please retry",
+                details="the database cannot be reached right now",
+            )
+        else:
+            status, extra = 500, []
+            content = error_body(
                 code="INTERNAL_ERROR",
                 message="Server error, please retry",
                 details="an unexpected error was logged with this request id",
             )
-        ).encode()
+        body = json.dumps(content).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 500,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                 ],
             }
         )

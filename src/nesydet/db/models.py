@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nesydet.db.base import Base, JSONType, utcnow
+from nesydet.domain import JobStatus
 
 
 class Upload(Base):
@@ -55,17 +55,6 @@ class UploadedFile(Base):
     upload: Mapped[Upload] = relationship(back_populates="files")
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
 class Job(Base):
     """One inference job over some files of an upload; the database is its source of truth."""
 
@@ -105,6 +94,10 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     error_details: Mapped[str | None] = mapped_column(Text)
+
+    # Bumped by every write that changes what the status endpoint shows, so that a cached
+    # status is only ever replaced by a newer one.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     total_detections: Mapped[int | None] = mapped_column(Integer)
     average_confidence: Mapped[float | None] = mapped_column(Float)
@@ -178,3 +171,16 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     current_job_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class IdempotencyKey(Base):
+    """The first response to a request sent with an ``Idempotency-Key`` header, kept 24 h."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(96), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,20 +17,40 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+log = logging.getLogger(__name__)
+
 Callback = Callable[[], Awaitable[None]]
 _AFTER_COMMIT = "after_commit"
 _ON_ROLLBACK = "on_rollback"
 
 
+# How long a request waits for the database before it answers 503: to connect, for a free
+# connection in the pool, and for one statement.
+CONNECT_TIMEOUT_S = 5.0
+POOL_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 30.0
+
+
 def create_engine(url: str, *, echo: bool = False, null_pool: bool = False) -> AsyncEngine:
-    """Return an async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Return an async engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    On PostgreSQL, connections are checked before use (a restarted server is reconnected
+    to, not reported) and every wait is bounded, so an unreachable database fails fast.
+    """
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=POOL_TIMEOUT_S,
+            connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S},
+        )
     if null_pool:
-        kwargs = {k: v for k, v in kwargs.items() if k not in {"pool_size", "max_overflow"}}
+        pooled = {"pool_size", "max_overflow", "pool_timeout"}
+        kwargs = {k: v for k, v in kwargs.items() if k not in pooled}
         kwargs["poolclass"] = NullPool
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
@@ -60,7 +83,12 @@ def on_rollback(session: AsyncSession, callback: Callback) -> None:
 
 
 async def commit(session: AsyncSession) -> None:
-    """Commit, then run the after-commit callbacks; on failure roll back and run the undo ones."""
+    """Commit, then run the after-commit callbacks; on failure roll back and run the undo ones.
+
+    Once the commit succeeded the request has done its work: a callback that fails (say the
+    broker is away when a job's task is sent) is logged and the others still run, so the
+    client gets its answer, never a 500 for work that was stored.
+    """
     try:
         await session.commit()
     except BaseException:
@@ -68,7 +96,10 @@ async def commit(session: AsyncSession) -> None:
         raise
     session.info.pop(_ON_ROLLBACK, None)
     for callback in session.info.pop(_AFTER_COMMIT, []):
-        await callback()
+        try:
+            await callback()
+        except Exception:  # the work is committed; what follows it is best effort
+            log.exception("an after-commit step failed")
 
 
 async def rollback(session: AsyncSession) -> None:
@@ -79,3 +110,41 @@ async def rollback(session: AsyncSession) -> None:
     finally:
         for callback in reversed(session.info.pop(_ON_ROLLBACK, [])):
             await callback()
+
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+     errno.ENETUNREACH, errno.ETIMEDOUT, errno.EPIPE}
+)  # fmt: skip
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Return whether ``exc`` means the database cannot be reached now (retry later), as
+    opposed to a fault in the request or the code."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return is_unavailable(exc.orig) if exc.orig is not None else False
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _UNREACHABLE_ERRNOS
+    return type(exc).__module__.startswith("asyncpg") and isinstance(exc, _asyncpg_unavailable())
+
+
+def _asyncpg_unavailable() -> tuple[type[BaseException], ...]:
+    try:
+        from asyncpg import exceptions as pg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return ()
+    return (
+        pg.PostgresConnectionError,
+        pg.CannotConnectNowError,
+        pg.ConnectionDoesNotExistError,
+        pg.InterfaceError,
+        pg.AdminShutdownError,
+        pg.CrashShutdownError,
+        pg.TooManyConnectionsError,
+    )

@@ -41,6 +41,10 @@ UPLOADED_BYTES = Counter("uploaded_bytes_total", "Total bytes of accepted upload
 REJECTED_FILES = Counter(
     "upload_rejected_files_total", "Uploaded files rejected by validation", ["error_code"]
 )
+RATE_LIMIT_FALLBACK = Counter(
+    "rate_limit_fallback_total",
+    "Times the shared (Redis) rate-limit counts were unreachable and a process counted alone",
+)
 INFERENCE_JOBS = Counter("inference_jobs_total", "Total number of inference jobs", ["status"])
 ACTIVE_JOBS = Gauge(
     "active_jobs", "Jobs a worker is processing right now", multiprocess_mode="livesum"

@@ -18,9 +18,21 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())
 
 
+_own: tuple[int, str] = (0, "")
+
+
 def process_identifier(pid: int | None = None) -> str:
-    """Return this process's (or ``pid``'s) name in metric file names: host and pid."""
-    return f"{_HOST}-{pid if pid is not None else os.getpid()}"
+    """Return this process's (or ``pid``'s) name in metric file names: host and pid.
+
+    prometheus_client asks on every sample written, so this process's name is kept.
+    """
+    global _own
+    if pid is not None:
+        return f"{_HOST}-{pid}"
+    current = os.getpid()
+    if _own[0] != current:  # first call, or a forked child
+        _own = (current, f"{_HOST}-{current}")
+    return _own[1]
 
 
 def prepare(path: Path, *, wipe: bool) -> None:

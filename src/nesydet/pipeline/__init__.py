@@ -6,7 +6,7 @@ tested alone. Heavy dependencies (ultralytics/torch, pyswip) load lazily on firs
 
 from nesydet.pipeline import export
 from nesydet.pipeline.config import PipelineConfig, ReasoningConfig, SahiConfig, VisualizationConfig
-from nesydet.pipeline.detector import Detector, UltralyticsDetector
+from nesydet.pipeline.detector import MODEL_SUFFIXES, Detector, UltralyticsDetector
 from nesydet.pipeline.errors import (
     ImageLoadError,
     InferenceError,
@@ -16,9 +16,12 @@ from nesydet.pipeline.errors import (
 )
 from nesydet.pipeline.image_io import load_image
 from nesydet.pipeline.pipeline import STAGES, Pipeline
+from nesydet.pipeline.reasoning.engine import RULES_SUFFIXES
 from nesydet.pipeline.types import Detection, PipelineResult, RawDetections, ReasoningTrace
 
 __all__ = [
+    "MODEL_SUFFIXES",
+    "RULES_SUFFIXES",
     "STAGES",
     "Detection",
     "Detector",

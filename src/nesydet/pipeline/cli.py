@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nesydet.pipeline import export
 from nesydet.pipeline.config import PipelineConfig, ReasoningConfig, SahiConfig, VisualizationConfig
 from nesydet.pipeline.errors import ModelLoadError, PipelineError, RulesError
+from nesydet.pipeline.types import PipelineResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 FORMATS = ("json", "yolo", "coco", "voc")
@@ -91,25 +93,31 @@ def _config(ns: argparse.Namespace) -> PipelineConfig:
     )
 
 
+def _inputs(ns: argparse.Namespace) -> list[Path] | str:
+    """Return the images to process, or why there are none to process."""
+    images = list(iter_images(ns.inputs))
+    if not images:
+        return "no images found"
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        return f"not found: {', '.join(map(str, missing))}"
+    return images
+
+
 def _predict(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nesydet.pipeline import export
     from nesydet.pipeline.image_io import load_image
     from nesydet.pipeline.pipeline import Pipeline
 
     try:
         config = _config(ns)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"INVALID_CONFIG: {exc}", file=sys.stderr)
         return 2
-    images = list(iter_images(ns.inputs))
-    if not images:
-        print("error: no images found", file=sys.stderr)
-        return 2
-    missing = [p for p in images if not p.is_file()]
-    if missing:
-        print(f"error: not found: {', '.join(map(str, missing))}", file=sys.stderr)
+    images = _inputs(ns)
+    if isinstance(images, str):
+        print(f"FILE_ERROR: {images}", file=sys.stderr)
         return 2
     out: Path = ns.out
     out.mkdir(parents=True, exist_ok=True)
@@ -123,47 +131,57 @@ def _predict(ns: argparse.Namespace) -> int:
     try:
         names = dict(pipe.detector(config.model_path).names)
     except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     coco: list[export.CocoImage] = []
     failures = 0
     used: set[str] = set()
     for path in tqdm(images, desc="predict", unit="img", file=sys.stderr):
-        stem = _unique(path.stem, used)
         try:
-            image = load_image(path)
-            result = pipe.run(image, config)
+            result = pipe.run(load_image(path), config)
         except (ModelLoadError, RulesError) as exc:  # same failure for every image: stop
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"{exc.code}: {exc}", file=sys.stderr)
             return 1
         except PipelineError as exc:
             failures += 1
-            print(f"error: {path}: {exc}", file=sys.stderr)
+            print(f"{exc.code}: {path}: {exc}", file=sys.stderr)
             continue
-        w, h = result.image_size
-        if ns.format == "yolo":
-            (out / f"{stem}.txt").write_text(export.to_yolo(result.detections, w, h))
-        elif ns.format == "voc":
-            (out / f"{stem}.xml").write_text(export.to_voc(path.name, w, h, result.detections))
-        elif ns.format == "json":
-            doc: dict[str, Any] = {
-                "image": path.name,
-                "width": w,
-                "height": h,
-                "model": result.model_name,
-                "detections": export.to_json_detections(result.detections, w, h),
-                "dropped": export.to_json_detections(result.dropped, w, h),
-                "timings": {k: round(v, 4) for k, v in result.timings.items()},
-            }
-            (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
-        else:
-            coco.append(export.CocoImage(path.name, w, h, result.detections))
-        if result.annotated is not None:
-            result.annotated.save(out / f"{stem}_annotated.jpg", quality=90)
+        _write(out, _unique(path.stem, used), path, result, ns.format, coco)
     if ns.format == "coco":
         (out / "coco.json").write_text(json.dumps(export.to_coco(coco, names)))
     print(f"{len(images) - failures}/{len(images)} images -> {out}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _write(
+    out: Path,
+    stem: str,
+    path: Path,
+    result: PipelineResult,
+    fmt: str,
+    coco: list[export.CocoImage],
+) -> None:
+    """Write one image's labels in ``fmt`` (COCO images are collected in ``coco``)."""
+    w, h = result.image_size
+    if fmt == "yolo":
+        (out / f"{stem}.txt").write_text(export.to_yolo(result.detections, w, h))
+    elif fmt == "voc":
+        (out / f"{stem}.xml").write_text(export.to_voc(path.name, w, h, result.detections))
+    elif fmt == "json":
+        doc: dict[str, Any] = {
+            "image": path.name,
+            "width": w,
+            "height": h,
+            "model": result.model_name,
+            "detections": export.to_json_detections(result.detections, w, h),
+            "dropped": export.to_json_detections(result.dropped, w, h),
+            "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        }
+        (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
+    else:
+        coco.append(export.CocoImage(path.name, w, h, result.detections))
+    if result.annotated is not None:
+        result.annotated.save(out / f"{stem}_annotated.jpg", quality=90)
 
 
 def _unique(stem: str, used: set[str]) -> str:

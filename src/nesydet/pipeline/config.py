@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
-MIN_SLICE = 256
-MAX_SLICE = 2048
-MAX_OVERLAP = 0.5
+# The limits of a job's config, here once: the API's request schema takes them from here.
+UNIT_RANGE = (0.0, 1.0)  # confidence and IoU thresholds
+SLICE_RANGE = (256, 2048)  # slice width and height, pixels
+OVERLAP_RANGE = (0.0, 0.5)  # slice overlap ratio
+MIN_SLICE, MAX_SLICE = SLICE_RANGE
+MAX_OVERLAP = OVERLAP_RANGE[1]
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -21,8 +24,9 @@ def _check_unit(name: str, value: object) -> None:
     # bool is an int subclass; a JSON `true` is never a valid threshold.
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be within [0, 1], got {value}")
+    low, high = UNIT_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be within [{low:g}, {high:g}], got {value}")
 
 
 def _check_name(name: str, value: object) -> None:
@@ -48,7 +52,8 @@ class SahiConfig:
                     f"sahi.{name} must be an integer in [{MIN_SLICE}, {MAX_SLICE}], got {v!r}"
                 )
         v = self.overlap_ratio
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= MAX_OVERLAP:
+        low, high = OVERLAP_RANGE
+        if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
             raise ValueError(f"sahi.overlap_ratio must be within [0, {MAX_OVERLAP}], got {v!r}")
 
 

@@ -169,17 +169,6 @@ class UltralyticsDetector:
         """Returns the training input size."""
         return self._imgsz
 
-    def predict(
-        self,
-        image_rgb: npt.NDArray[np.uint8],
-        conf: float,
-        *,
-        iou: float = 0.45,
-        imgsz: ImageSize | None = None,
-    ) -> RawDetections:
-        """Returns the detections of one RGB image at `imgsz` (default: the training size)."""
-        return self.predict_batch([image_rgb], conf, iou=iou, imgsz=imgsz or self._imgsz)[0]
-
     def predict_batch(
         self, images: Sequence[npt.NDArray[np.uint8]], conf: float, *, iou: float, imgsz: ImageSize
     ) -> list[RawDetections]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,38 +176,15 @@ class Pipeline:
             self.reasoner.load(reasoning.rules_file)  # fail fast, before inference
         timings: dict[str, float] = {}
 
-        notify(STAGE_INFERENCE)
-        t0 = time.perf_counter()
-        floor = cfg.confidence_threshold * (self.candidate_factor if reasoning.enabled else 1.0)
-        raw, truncated, source, n_slices = self._infer(det, arr, cfg, floor)
-        timings["inference"] = time.perf_counter() - t0
-
-        notify(STAGE_NMS)
-        t0 = time.perf_counter()
-        cands = self._merge(raw, truncated, source, cfg, (w, h), sliced=n_slices > 1)
-        timings["nms"] = time.perf_counter() - t0
-
-        if reasoning.enabled:
-            notify(STAGE_REASONING)
-        t0 = time.perf_counter()
-        kept, dropped = self._decide(det, cands, cfg, (w, h))
-        timings["reasoning"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        annotated = None
-        pil = (
-            image
-            if isinstance(image, Image.Image) and image.mode == "RGB"
-            else Image.fromarray(arr, "RGB")
-        )
-        if cfg.visualization.enabled:
-            notify(STAGE_VISUALIZATION)
-            vis = cfg.visualization
-            annotated = annotate(
-                pil, kept, show_labels=vis.show_labels, confidence_display=vis.confidence_display
-            )
-        thumb = thumbnail(annotated if annotated is not None else pil)
-        timings["visualization"] = time.perf_counter() - t0
+        with _stage(timings, "inference", notify, STAGE_INFERENCE):
+            floor = cfg.confidence_threshold * (self.candidate_factor if reasoning.enabled else 1.0)
+            raw, truncated, source, n_slices = self._infer(det, arr, cfg, floor)
+        with _stage(timings, "nms", notify, STAGE_NMS):
+            cands = self._merge(raw, truncated, source, cfg, (w, h), sliced=n_slices > 1)
+        with _stage(timings, "reasoning", notify, STAGE_REASONING if reasoning.enabled else None):
+            kept, dropped = self._decide(det, cands, cfg, (w, h))
+        with _stage(timings, "visualization", notify, None):
+            annotated, thumb = _draw(image, arr, kept, cfg, notify)
 
         return PipelineResult(
             detections=kept,
@@ -345,6 +323,41 @@ class Pipeline:
             obb = (cx, cy, bw, bh, a)
             poly = [(float(x), float(y)) for x, y in c.polys[k]]
         return Detection(class_id, class_name, conf, (x0, y0, x1, y1), obb, poly, trace)
+
+
+@contextmanager
+def _stage(
+    timings: dict[str, float], name: str, notify: Callable[[str], None], stage: str | None
+) -> Iterator[None]:
+    """Announce ``stage`` (when given) and record the block's duration as ``timings[name]``."""
+    if stage is not None:
+        notify(stage)
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
+
+
+def _draw(
+    image: Image.Image | npt.NDArray[np.uint8],
+    arr: npt.NDArray[np.uint8],
+    kept: list[Detection],
+    cfg: PipelineConfig,
+    notify: Callable[[str], None],
+) -> tuple[Image.Image | None, Image.Image]:
+    """Return the annotated image (None when visualization is off) and the thumbnail."""
+    pil = (
+        image
+        if isinstance(image, Image.Image) and image.mode == "RGB"
+        else Image.fromarray(arr, "RGB")
+    )
+    annotated = None
+    if cfg.visualization.enabled:
+        notify(STAGE_VISUALIZATION)
+        vis = cfg.visualization
+        annotated = annotate(
+            pil, kept, show_labels=vis.show_labels, confidence_display=vis.confidence_display
+        )
+    return annotated, thumbnail(annotated if annotated is not None else pil)
 
 
 def _trace(

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from nesydet.db.models import Job, JobStatus
-from nesydet.schemas.common import Timestamp, iso_z
+from nesydet.ids import UPLOAD, id_pattern
+from nesydet.pipeline.config import OVERLAP_RANGE, SLICE_RANGE, UNIT_RANGE, PipelineConfig
+from nesydet.schemas.common import Timestamp
 
 
 def _between(low: float, high: float) -> AfterValidator:
@@ -26,9 +27,16 @@ def _range_schema(low: float, high: float) -> Any:
     return Field(json_schema_extra={"minimum": low, "maximum": high})
 
 
-Unit = Annotated[float, _between(0.0, 1.0), _range_schema(0.0, 1.0)]
-SliceSize = Annotated[int, _between(256, 2048), _range_schema(256, 2048)]
-Overlap = Annotated[float, _between(0.0, 0.5), _range_schema(0.0, 0.5)]
+Unit = Annotated[float, _between(*UNIT_RANGE), _range_schema(*UNIT_RANGE)]
+SliceSize = Annotated[int, _between(*SLICE_RANGE), _range_schema(*SLICE_RANGE)]
+Overlap = Annotated[float, _between(*OVERLAP_RANGE), _range_schema(*OVERLAP_RANGE)]
+
+# Defaults and limits come from the pipeline's own config: it is what runs the job.
+_DEFAULT = PipelineConfig()
+
+
+def _span(bounds: tuple[float, float], unit: str = "") -> str:
+    return f"{bounds[0]:g} to {bounds[1]:g}{unit}"
 
 
 class _Strict(BaseModel):
@@ -37,37 +45,51 @@ class _Strict(BaseModel):
 
 
 class SahiConfig(_Strict):
-    enabled: bool = Field(default=True, description="sliced inference; false runs one full pass")
-    slice_width: SliceSize = Field(default=640, description="256 to 2048 pixels")
-    slice_height: SliceSize = Field(default=640, description="256 to 2048 pixels")
-    overlap_ratio: Overlap = Field(default=0.2, description="0.0 to 0.5")
+    enabled: bool = Field(
+        default=_DEFAULT.sahi.enabled, description="sliced inference; false runs one full pass"
+    )
+    slice_width: SliceSize = Field(
+        default=_DEFAULT.sahi.slice_width, description=_span(SLICE_RANGE, " pixels")
+    )
+    slice_height: SliceSize = Field(
+        default=_DEFAULT.sahi.slice_height, description=_span(SLICE_RANGE, " pixels")
+    )
+    overlap_ratio: Overlap = Field(
+        default=_DEFAULT.sahi.overlap_ratio, description=_span(OVERLAP_RANGE)
+    )
 
 
 class ReasoningConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = _DEFAULT.symbolic_reasoning.enabled
     rules_file: str = Field(
-        default="dota.pl", description="a rules file in the server's rules directory"
+        default=_DEFAULT.symbolic_reasoning.rules_file,
+        description="a rules file in the server's rules directory",
     )
 
 
 class VisualizationConfig(_Strict):
-    enabled: bool = True
-    show_labels: bool = True
-    confidence_display: bool = True
+    enabled: bool = _DEFAULT.visualization.enabled
+    show_labels: bool = _DEFAULT.visualization.show_labels
+    confidence_display: bool = _DEFAULT.visualization.confidence_display
 
 
 class JobConfig(_Strict):
     """The pipeline configuration of a job; every field has a default."""
 
     model_path: str | None = Field(
-        default=None,
+        default=_DEFAULT.model_path,
         description="a model file in the server's models directory; the default model if null",
         examples=["nesydet-demo-obb.pt"],
     )
-    confidence_threshold: Unit = Field(default=0.25, description="0.0 to 1.0")
-    iou_threshold: Unit = Field(default=0.45, description="0.0 to 1.0, for NMS")
+    confidence_threshold: Unit = Field(
+        default=_DEFAULT.confidence_threshold, description=_span(UNIT_RANGE)
+    )
+    iou_threshold: Unit = Field(
+        default=_DEFAULT.iou_threshold, description=_span(UNIT_RANGE) + ", for NMS"
+    )
     class_agnostic_nms: bool = Field(
-        default=False, description="suppress overlaps across classes too (extension)"
+        default=_DEFAULT.class_agnostic_nms,
+        description="suppress overlaps across classes too (extension)",
     )
     sahi: SahiConfig = Field(default_factory=SahiConfig)
     symbolic_reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
@@ -75,8 +97,9 @@ class JobConfig(_Strict):
 
 
 class PredictRequest(_Strict):
-    upload_id: str = Field(examples=["upl_a1b2c3d4e5f6"])
-    file_ids: list[str] | None = Field(
+    upload_id: str = Field(pattern=id_pattern(UPLOAD), examples=["upl_a1b2c3d4e5f6"])
+    # Checked against the upload's files (INVALID_FILE_IDS), never looked up as they are.
+    file_ids: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
         default=None,
         min_length=1,
         max_length=100,
@@ -154,61 +177,6 @@ class JobStatusData(BaseModel):
     attempts: int | None = None
 
 
-def _percentage(job: Job) -> int:
-    if job.file_count == 0:
-        return 100
-    return int(100 * job.processed_count / job.file_count)
-
-
-def job_status_payload(job: Job) -> dict[str, Any]:
-    """Return the status endpoint's ``data`` for a job, as JSON-ready values.
-
-    Built in one place so the API and the workers (which fill the status cache) agree.
-    """
-    progress: dict[str, Any] = {
-        "total_images": job.file_count,
-        "processed_images": job.processed_count,
-        "percentage": _percentage(job),
-    }
-    data: dict[str, Any] = {
-        "job_id": job.id,
-        "status": job.status,
-        "upload_id": job.upload_id,
-        "created_at": iso_z(job.created_at),
-        "updated_at": iso_z(job.updated_at),
-    }
-    if job.status == JobStatus.QUEUED and job.attempts:
-        data["attempts"] = job.attempts
-    if job.started_at is not None:
-        data["started_at"] = iso_z(job.started_at)
-    if job.status in (JobStatus.PROCESSING, JobStatus.QUEUED):
-        if job.current_stage:
-            progress["current_stage"] = job.current_stage
-        if job.estimated_completion is not None:
-            progress["estimated_completion"] = iso_z(job.estimated_completion)
-    data["progress"] = progress
-    if job.status == JobStatus.COMPLETED:
-        data["completed_at"] = iso_z(job.completed_at or job.updated_at)
-        data["summary"] = {
-            "total_detections": job.total_detections or 0,
-            "average_confidence": job.average_confidence,
-            "processing_time_seconds": job.processing_time_seconds or 0.0,
-        }
-        data["results_url"] = f"/api/v1/jobs/{job.id}/results"
-        data["visualization_url"] = f"/api/v1/jobs/{job.id}/visualization"
-    if job.status == JobStatus.FAILED:
-        data["failed_at"] = iso_z(job.failed_at or job.updated_at)
-    if job.status == JobStatus.CANCELLED:
-        data["cancelled_at"] = iso_z(job.cancelled_at or job.updated_at)
-    if job.error_code and job.status in (JobStatus.FAILED, JobStatus.QUEUED):
-        data["error"] = {
-            "code": job.error_code,
-            "message": job.error_message or "",
-            "details": job.error_details,
-        }
-    return data
-
-
 class JobStatusResponse(BaseModel):
     status: Literal["success"] = "success"
     data: JobStatusData
@@ -235,25 +203,6 @@ class JobListData(BaseModel):
 class JobListResponse(BaseModel):
     status: Literal["success"] = "success"
     data: JobListData
-
-
-def status_url(job_id: str) -> str:
-    """Return the path a client polls for the job's status."""
-    return f"/api/v1/jobs/{job_id}/status"
-
-
-def list_item(job: Job) -> JobListItem:
-    """Return the job list's view of a job."""
-    return JobListItem(
-        job_id=job.id,
-        status=job.status,
-        upload_id=job.upload_id,
-        file_count=job.file_count,
-        processed_images=job.processed_count,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        status_url=status_url(job.id),
-    )
 
 
 def _example_time(second: str) -> str:

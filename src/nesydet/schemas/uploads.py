@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from nesydet.db.models import Upload, UploadedFile
 from nesydet.schemas.common import Timestamp
 
 
@@ -23,21 +22,6 @@ class UploadedFileOut(BaseModel):
     page_count: int = Field(description="pages in a multi-page TIFF; 1 otherwise")
     sha256: str
 
-    @classmethod
-    def from_row(cls, row: UploadedFile) -> UploadedFileOut:
-        """Return the API view of a stored file."""
-        return cls(
-            filename=row.filename,
-            file_id=row.id,
-            size_bytes=row.size_bytes,
-            format=row.format,
-            dimensions=(row.width, row.height),
-            content_type=row.content_type,
-            mode=row.mode,
-            page_count=row.page_count,
-            sha256=row.sha256,
-        )
-
 
 class UploadData(BaseModel):
     upload_id: str = Field(examples=["upl_a1b2c3d4e5f6"])
@@ -45,17 +29,6 @@ class UploadData(BaseModel):
     file_count: int
     total_bytes: int
     uploaded_files: list[UploadedFileOut]
-
-    @classmethod
-    def from_row(cls, row: Upload) -> UploadData:
-        """Return the API view of an upload and its files."""
-        return cls(
-            upload_id=row.id,
-            created_at=row.created_at,
-            file_count=row.file_count,
-            total_bytes=row.total_bytes,
-            uploaded_files=[UploadedFileOut.from_row(f) for f in row.files],
-        )
 
 
 class UploadResponse(BaseModel):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from nesydet.pipeline.paths import UnsafePathError, resolve_in_dir
 
-MODEL_SUFFIXES = (".pt", ".onnx")
-RULES_SUFFIXES = (".pl",)
 
-
-def resolve_inside(root: Path, name: str, suffixes: tuple[str, ...]) -> Path | None:
+def resolve_inside(root: Path, name: str, suffixes: Collection[str]) -> Path | None:
     """Return the file that ``name`` names inside ``root``, or None when it is not there.
 
     The pipeline's own rule applies (a relative name without ``..`` that stays inside
@@ -29,7 +27,7 @@ def resolve_inside(root: Path, name: str, suffixes: tuple[str, ...]) -> Path | N
         return None
 
 
-def available(root: Path, suffixes: tuple[str, ...]) -> list[str]:
+def available(root: Path, suffixes: Collection[str]) -> list[str]:
     """Return the names of the usable files in ``root`` (for error messages)."""
     if not root.is_dir():
         return []

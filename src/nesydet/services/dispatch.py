@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import anyio
 from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nesydet.broker import INFERENCE_TASK, QUEUE
 from nesydet.config import Settings
 from nesydet.db.base import utcnow
 from nesydet.db.repositories import jobs as job_repo
-from nesydet.tasks.celery_app import INFERENCE_TASK, QUEUE
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5.0
 
 
 class Dispatcher:
@@ -23,6 +25,7 @@ class Dispatcher:
     def __init__(self, celery: Celery, settings: Settings) -> None:
         self.celery = celery
         self.settings = settings
+        self._off_until = 0.0
 
     def time_limits(self, image_count: int) -> tuple[int, int]:
         """Return the (hard, soft) time limits in seconds of a job with that many images."""
@@ -42,14 +45,23 @@ class Dispatcher:
             retry=False,
         )
 
-    async def send(self, job_id: str, image_count: int) -> bool:
-        """Publish from async code within the publish timeout; return whether it was sent."""
+    async def send(self, job_id: str, image_count: int, *, retrying: bool = False) -> bool:
+        """Publish from async code within the publish timeout; return whether it was sent.
+
+        After a failure, requests do not try for a few seconds (their jobs stay queued and the
+        sweeper sends them), so a broker that is down or frozen slows no request; the sweeper
+        (``retrying``) always tries.
+        """
+        if not retrying and time.monotonic() < self._off_until:
+            log.info("broker recently unreachable; the sweeper will send", extra={"job_id": job_id})
+            return False
         try:
             with anyio.fail_after(self.settings.broker_publish_timeout_s + 1):
                 await anyio.to_thread.run_sync(
                     self.publish, job_id, image_count, abandon_on_cancel=True
                 )
         except Exception as exc:  # any broker failure leaves the job to the sweeper
+            self._off_until = time.monotonic() + RETRY_AFTER_S
             log.warning(
                 "could not send the job's task", extra={"job_id": job_id, "error": repr(exc)}
             )
@@ -57,10 +69,15 @@ class Dispatcher:
         return True
 
     async def send_and_record(
-        self, sessionmaker: async_sessionmaker[AsyncSession], job_id: str, image_count: int
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        job_id: str,
+        image_count: int,
+        *,
+        retrying: bool = False,
     ) -> bool:
         """Send a queued job's task and record ``sent_at``; False leaves it to the sweeper."""
-        if not await self.send(job_id, image_count):
+        if not await self.send(job_id, image_count, retrying=retrying):
             return False
         async with sessionmaker() as session:
             await job_repo.mark_sent(session=session, job_id=job_id, when=utcnow())

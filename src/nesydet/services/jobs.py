@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nesydet.config import Settings
 from nesydet.db import session as uow
 from nesydet.db.base import utcnow
-from nesydet.db.models import TERMINAL_STATUSES, Job, JobFile, JobStatus
+from nesydet.db.models import Job, JobFile, Upload, UploadedFile
 from nesydet.db.repositories import jobs as job_repo
 from nesydet.db.repositories import uploads as upload_repo
+from nesydet.domain import ACTIVE_STATUSES, JobStatus
 from nesydet.errors import (
     InvalidConfig,
     InvalidFileIds,
@@ -26,9 +28,11 @@ from nesydet.errors import (
 )
 from nesydet.ids import new_id
 from nesydet.observability import metrics
-from nesydet.schemas.jobs import JobConfig, PredictRequest, job_status_payload
-from nesydet.services.assets import MODEL_SUFFIXES, RULES_SUFFIXES, available, resolve_inside
+from nesydet.pipeline import MODEL_SUFFIXES, RULES_SUFFIXES
+from nesydet.schemas.jobs import JobConfig, PredictRequest
+from nesydet.services.assets import available, resolve_inside
 from nesydet.services.dispatch import Dispatcher
+from nesydet.services.job_status import job_status_payload, publish
 from nesydet.services.status_cache import StatusCache
 
 log = logging.getLogger(__name__)
@@ -111,33 +115,7 @@ async def create_job(
     upload = await upload_repo.get(session=session, upload_id=request.upload_id)
     if upload is None:
         raise UploadNotFound("Upload not found", details=f"no upload with id {request.upload_id}")
-    by_id = {f.id: f for f in upload.files}
-    if request.file_ids is None:
-        files = list(upload.files)
-    else:
-        wrong = [
-            {
-                "field": f"file_ids[{i}]",
-                "error_code": "FILE_NOT_IN_UPLOAD",
-                "error": f"{fid} is not a file of {upload.id}",
-            }
-            for i, fid in enumerate(request.file_ids)
-            if fid not in by_id
-        ]
-        if wrong:
-            raise InvalidFileIds(
-                "file_ids must name files of the upload",
-                errors=wrong,
-                details=", ".join(e["error"] for e in wrong),
-            )
-        if len(set(request.file_ids)) != len(request.file_ids):
-            raise ValidationFailed(
-                "file_ids has duplicates",
-                errors=[
-                    {"field": "file_ids", "error_code": "DUPLICATE", "error": "each file once"}
-                ],
-            )
-        files = [by_id[fid] for fid in request.file_ids]
+    files = _chosen_files(upload, request.file_ids)
     model = check_assets(request.config, settings)
     now = utcnow()
     eta = await estimate_completion(
@@ -162,15 +140,47 @@ async def create_job(
         files=[JobFile(file_id=f.id, position=i, status="pending") for i, f in enumerate(files)],
     )
     await job_repo.add(session=session, job=job)
-    payload = job_status_payload(job)
 
     async def after() -> None:
         metrics.INFERENCE_JOBS.labels(status=JobStatus.QUEUED).inc()
-        await cache.put(job.id, payload)
+        await publish(cache, job)
         await dispatcher.send_and_record(sessionmaker, job.id, job.file_count)
 
     uow.after_commit(session, after)
     return job
+
+
+def _chosen_files(upload: Upload, file_ids: list[str] | None) -> list[UploadedFile]:
+    """Return the files a job covers: those named (in that order), else all of the upload.
+
+    Raises:
+        InvalidFileIds: some ids are not files of the upload.
+        ValidationFailed: an id is named twice.
+    """
+    if file_ids is None:
+        return list(upload.files)
+    by_id = {f.id: f for f in upload.files}
+    wrong = [
+        {
+            "field": f"file_ids[{i}]",
+            "error_code": "FILE_NOT_IN_UPLOAD",
+            "error": f"{fid} is not a file of {upload.id}",
+        }
+        for i, fid in enumerate(file_ids)
+        if fid not in by_id
+    ]
+    if wrong:
+        raise InvalidFileIds(
+            "file_ids must name files of the upload",
+            errors=wrong,
+            details=", ".join(e["error"] for e in wrong),
+        )
+    if len(set(file_ids)) != len(file_ids):
+        raise ValidationFailed(
+            "file_ids has duplicates",
+            errors=[{"field": "file_ids", "error_code": "DUPLICATE", "error": "each file once"}],
+        )
+    return [by_id[fid] for fid in file_ids]
 
 
 async def get_job(*, session: AsyncSession, job_id: str) -> Job:
@@ -187,9 +197,24 @@ async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: str) 
     if cached is not None:
         return cached
     job = await get_job(session=session, job_id=job_id)
-    payload = job_status_payload(job)
-    await cache.put(job_id, payload)
-    return payload
+    await publish(cache, job)
+    return job_status_payload(job)
+
+
+async def status_body(
+    *, sessionmaker: async_sessionmaker[AsyncSession], cache: StatusCache, job_id: str
+) -> bytes:
+    """Return the status endpoint's whole JSON body; the hot path of every poller.
+
+    A cache hit costs one Redis read and no JSON work (the cached text is the payload); only
+    a miss opens a database session.
+    """
+    payload = await cache.get_json(job_id)
+    if payload is None:
+        async with sessionmaker() as session:
+            status = await get_status(session=session, cache=cache, job_id=job_id)
+        payload = json.dumps(status).encode()
+    return b'{"status":"success","data":' + payload + b"}"
 
 
 async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) -> Job:
@@ -200,10 +225,10 @@ async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) 
         JobNotCancellable: the job already completed or failed.
     """
     now = utcnow()
-    moved = await job_repo.transition(
+    cancelled = await job_repo.transition(
         session=session,
         job_id=job_id,
-        from_statuses=[JobStatus.QUEUED, JobStatus.PROCESSING],
+        from_statuses=list(ACTIVE_STATUSES),
         values={
             "status": JobStatus.CANCELLED,
             "cancelled_at": now,
@@ -211,21 +236,20 @@ async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) 
             "current_stage": None,
         },
     )
-    job = await get_job(session=session, job_id=job_id)
-    if not moved:
+    if cancelled is None:
+        job = await get_job(session=session, job_id=job_id)
         if job.status == JobStatus.CANCELLED:
             return job
         raise JobNotCancellable(
             "The job has already finished", details=f"job {job_id} is {job.status}"
         )
-    payload = job_status_payload(job)
 
     async def after() -> None:
         metrics.INFERENCE_JOBS.labels(status=JobStatus.CANCELLED).inc()
-        await cache.put(job_id, payload)
+        await publish(cache, cancelled)
 
     uow.after_commit(session, after)
-    return job
+    return cancelled
 
 
 def encode_cursor(job: Job) -> str:
@@ -265,8 +289,3 @@ async def list_jobs(
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (encode_cursor(jobs[-1]) if more and jobs else None)
-
-
-def is_terminal(status: str) -> bool:
-    """Return whether a job in this status will not change again."""
-    return status in TERMINAL_STATUSES

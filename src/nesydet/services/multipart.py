@@ -20,13 +20,18 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from nesydet.errors import InvalidRequest, RequestTooLarge
-from nesydet.services.image_check import MAGIC_BYTES
+from nesydet.services.image_inspect import MAGIC_BYTES
 
 if TYPE_CHECKING:  # the callbacks' TypedDict exists for type checkers only
     from python_multipart.multipart import MultipartCallbacks
 
 _MAX_FILENAME_BYTES = 255
 _FORBIDDEN_CHARS = set('<>:"|?*')
+# Bounds on what a request may send besides its files, checked as the body streams in: a
+# body of 10,000 tiny fields or a part with megabytes of headers is refused at once.
+MAX_OTHER_FIELDS = 16
+_MAX_HEADER_BYTES = 16 * 1024
+_MAX_FIELD_NAME_CHARS = 64
 
 
 def sanitize_filename(raw: str | None, fallback: str) -> str:
@@ -87,6 +92,7 @@ class _PartCollector:
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
         self._current: ReceivedFile | None = None
 
     def callbacks(self) -> MultipartCallbacks:
@@ -102,16 +108,38 @@ class _PartCollector:
 
     def _part_begin(self) -> None:
         self._headers = {}
+        self._header_bytes = 0
         self._current = None
+
+    def _other_field(self, name: str) -> None:
+        """Note a part that is not a file of ``field_name``; refuse a body of too many."""
+        if len(self.other_fields) >= MAX_OTHER_FIELDS:
+            raise InvalidRequest(
+                "Too many form fields",
+                details=f"at most {MAX_OTHER_FIELDS} fields besides '{self.field_name}'",
+            )
+        shown = "".join(ch for ch in name if ch.isprintable())[:_MAX_FIELD_NAME_CHARS]
+        self.other_fields.append(shown or "(no name)")
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
+        self._check_header_size()
 
     def _header_value_data(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
+        self._check_header_size()
+
+    def _check_header_size(self) -> None:
+        size = len(self._header_field) + len(self._header_value) + self._header_bytes
+        if size > _MAX_HEADER_BYTES:
+            raise InvalidRequest(
+                "Malformed multipart body",
+                details=f"a part's headers exceed {_MAX_HEADER_BYTES // 1024} KiB",
+            )
 
     def _header_end(self) -> None:
         self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_bytes += len(self._header_field) + len(self._header_value)
         self._header_field.clear()
         self._header_value.clear()
 
@@ -119,7 +147,7 @@ class _PartCollector:
         disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if disposition != b"form-data" or name != self.field_name:
-            self.other_fields.append(name)
+            self._other_field(name)
             return
         self.file_count += 1
         if self.file_count > self.max_files:
@@ -188,23 +216,11 @@ async def receive_files(
     ``on_file`` is called on the event loop as soon as each part is complete, so that checking it
     can overlap with receiving the next one.
     """
-    mime, params = parse_options_header(content_type)
-    if mime != b"multipart/form-data":
-        raise InvalidRequest(
-            "Content-Type must be multipart/form-data",
-            details=f"got {mime.decode('latin-1') or 'no content type'}",
-        )
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise InvalidRequest("Malformed multipart body", details="no boundary in Content-Type")
-    await anyio.to_thread.run_sync(lambda: staging.mkdir(parents=True, exist_ok=True))
     collector = _PartCollector(
         field_name=field_name, staging=staging, max_file_size=max_file_size, max_files=max_files
     )
-    try:
-        parser = MultipartParser(boundary, collector.callbacks())
-    except ValueError as exc:
-        raise InvalidRequest("Malformed multipart body", details=str(exc)) from exc
+    parser = _parser(content_type, collector)
+    await anyio.to_thread.run_sync(lambda: staging.mkdir(parents=True, exist_ok=True))
     received = 0
     try:
         async for chunk in body:
@@ -237,6 +253,23 @@ async def receive_files(
     return ReceiveResult(
         files=collector.files, file_count=collector.file_count, other_fields=collector.other_fields
     )
+
+
+def _parser(content_type: str | None, collector: _PartCollector) -> MultipartParser:
+    """Return a push parser for the body, or raise InvalidRequest for a non-multipart one."""
+    mime, params = parse_options_header(content_type)
+    if mime != b"multipart/form-data":
+        raise InvalidRequest(
+            "Content-Type must be multipart/form-data",
+            details=f"got {mime.decode('latin-1')[:100] or 'no content type'}",
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise InvalidRequest("Malformed multipart body", details="no boundary in Content-Type")
+    try:
+        return MultipartParser(boundary, collector.callbacks())
+    except ValueError as exc:
+        raise InvalidRequest("Malformed multipart body", details=str(exc)[:200]) from exc
 
 
 def remove_tree(path: Path) -> None:

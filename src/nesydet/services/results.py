@@ -11,9 +11,10 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nesydet.db.models import Detection as DetectionRow
-from nesydet.db.models import Job, JobFile, JobStatus, UploadedFile
+from nesydet.db.models import Job, JobFile, UploadedFile
 from nesydet.db.repositories import jobs as job_repo
 from nesydet.db.repositories import uploads as upload_repo
+from nesydet.domain import JobStatus
 from nesydet.errors import FileNotFound, ResultsNotReady, StorageError, ValidationFailed
 from nesydet.pipeline import export
 from nesydet.pipeline.types import Detection, ReasoningTrace

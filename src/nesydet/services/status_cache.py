@@ -2,35 +2,66 @@
 
 The database stays the truth: writers update the cache only after their commit, non-final
 states expire quickly, and readers fall back to the database on a miss or any Redis error.
+
+Writers race: a worker's progress write and the API's cancel can commit in one order and reach
+Redis in the other. Every entry therefore carries the job row's ``version`` (bumped by each
+write that changes the status), and a script on the server stores an entry only when it is
+newer than the one there, so the cached status never goes backwards.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
+
+from nesydet.domain import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "nesydet:job-status:"
 # A non-final status may lag the database by at most this long if a cache write was lost.
 LIVE_TTL_S = 30
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+READ_RETRY_AFTER_S = 5.0
+
+# KEYS[1] the job's key; ARGV: version, payload JSON, expiry in seconds. Entries are stored as
+# "<version>:<json>" so the script compares versions without decoding JSON.
+_PUT_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local seen = tonumber(string.match(current, '^(%d+):'))
+  if seen and seen >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
 
 
 def _ttl(payload: dict[str, Any], final_ttl: int) -> int:
-    return final_ttl if payload.get("status") in FINAL_STATUSES else LIVE_TTL_S
+    return final_ttl if payload.get("status") in TERMINAL_STATUSES else LIVE_TTL_S
+
+
+def _payload_text(raw: bytes | str) -> bytes | None:
+    """Return the JSON text of a stored entry ("<version>:<json>")."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    _version, sep, text = raw.partition(b":")
+    return text if sep else None
 
 
 class StatusCache(Protocol):
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the cached status payload, or None."""
 
-    async def put(self, job_id: str, payload: dict[str, Any]) -> None:
-        """Cache a status payload that was just committed."""
+    async def get_json(self, job_id: str) -> bytes | None:
+        """Return the cached status payload as JSON text, or None (the cheap read)."""
+
+    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
+        """Cache a status payload that was just committed, unless a newer one is cached."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -43,7 +74,11 @@ class NoStatusCache:
         """Return None: nothing is cached."""
         return None
 
-    async def put(self, job_id: str, payload: dict[str, Any]) -> None:
+    async def get_json(self, job_id: str) -> bytes | None:
+        """Return None: nothing is cached."""
+        return None
+
+    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
         """Do nothing."""
 
     async def close(self) -> None:
@@ -51,65 +86,61 @@ class NoStatusCache:
 
 
 class RedisStatusCache:
-    """Status payloads as JSON strings under one key per job."""
+    """Status payloads under one key per job, each with the version of the row it shows."""
 
     def __init__(self, url: str, final_ttl_s: int) -> None:
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
         )
+        self._put = self._redis.register_script(_PUT_IF_NEWER)
         self._final_ttl = final_ttl_s
+        self._reads_off_until = 0.0
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the cached payload; None on a miss or when Redis fails."""
+        text = await self.get_json(job_id)
+        if text is None:
+            return None
+        value: dict[str, Any] = json.loads(text)
+        return value
+
+    async def get_json(self, job_id: str) -> bytes | None:
+        """Return the cached payload's JSON text; None on a miss or when Redis fails.
+
+        After a failed read, reads skip Redis for a few seconds and go to the database, so a
+        frozen Redis costs one timeout, not one per poll.
+        """
+        if time.monotonic() < self._reads_off_until:
+            return None
         try:
             raw = await self._redis.get(_PREFIX + job_id)
         except redis.RedisError as exc:
+            self._reads_off_until = time.monotonic() + READ_RETRY_AFTER_S
             log.warning("status cache read failed", extra={"error": repr(exc)})
             return None
-        if raw is None:
-            return None
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        return None if raw is None else _payload_text(raw)
 
-    async def put(self, job_id: str, payload: dict[str, Any]) -> None:
-        """Store the payload; a failure only costs a database read later."""
+    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
+        """Store the payload if it is newer than the cached one; a failure costs a read later.
+
+        When the write fails the entry is dropped if possible, so that readers go to the
+        database instead of trusting an entry that may now be behind it.
+        """
+        key = _PREFIX + job_id
         try:
-            await self._redis.set(
-                _PREFIX + job_id, json.dumps(payload), ex=_ttl(payload, self._final_ttl)
-            )
-        except redis.RedisError as exc:
-            log.warning("status cache write failed", extra={"error": repr(exc)})
-
-    async def close(self) -> None:
-        """Close the connection pool."""
-        await self._redis.aclose()
-
-
-class SyncStatusCache:
-    """The workers' blocking twin of :class:`RedisStatusCache` (same keys and expiry)."""
-
-    def __init__(self, url: str | None, final_ttl_s: int) -> None:
-        self._redis = (
-            redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            if url
-            else None
-        )
-        self._final_ttl = final_ttl_s
-
-    def put(self, job_id: str, payload: dict[str, Any]) -> None:
-        """Store the payload if there is a Redis; failures are logged, not raised."""
-        if self._redis is None:
-            return
-        try:
-            self._redis.set(
-                _PREFIX + job_id, json.dumps(payload), ex=_ttl(payload, self._final_ttl)
+            await self._put(
+                keys=[key], args=[version, json.dumps(payload), _ttl(payload, self._final_ttl)]
             )
         except redis.RedisError as exc:
             log.warning("status cache write failed", extra={"error": repr(exc)})
             try:
-                self._redis.delete(_PREFIX + job_id)
+                await self._redis.delete(key)
             except redis.RedisError:
                 pass
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
 
 
 def make_status_cache(url: str | None, final_ttl_s: int) -> StatusCache:

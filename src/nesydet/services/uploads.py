@@ -17,11 +17,14 @@ from nesydet.db import session as uow
 from nesydet.db.models import Upload, UploadedFile
 from nesydet.db.repositories import uploads as upload_repo
 from nesydet.errors import NoFiles, StorageError, TooManyFiles, UploadNotFound, UploadRejected
-from nesydet.ids import new_id
+from nesydet.ids import FILE, UPLOAD, new_id
 from nesydet.observability import metrics
-from nesydet.services.image_check import FORMATS, ImageInfo, ImageProblem, sniff_format
+from nesydet.schemas.uploads import UploadData, UploadedFileOut
+from nesydet.services import idempotency
+from nesydet.services.idempotency import IdempotentRequest, Replay
 from nesydet.services.image_checker import ImageChecker
-from nesydet.services.multipart import ReceivedFile, receive_files, remove_tree
+from nesydet.services.image_inspect import FORMATS, ImageInfo, ImageProblem, sniff_format
+from nesydet.services.multipart import ReceivedFile, ReceiveResult, receive_files, remove_tree
 from nesydet.storage import Storage, StorageFailure
 
 log = logging.getLogger(__name__)
@@ -95,16 +98,21 @@ async def create_upload(
     content_type: str | None,
     body: AsyncIterator[bytes],
     client_address: str | None,
-) -> Upload:
+    idempotent: IdempotentRequest | None = None,
+) -> Upload | Replay:
     """Receive, validate and store a batch of images; all of it is accepted, or none of it.
+
+    With ``idempotent``, a batch already stored under that key (same files) is not stored
+    again: the first response comes back as a :class:`Replay`.
 
     Raises:
         UploadRejected: one or more files failed; ``errors`` lists each with its code.
         TooManyFiles, NoFiles, InvalidRequest, RequestTooLarge: the request as a whole is wrong.
+        IdempotencyKeyReused: the key was first used for other files.
         StorageError: the accepted files could not be stored.
     """
     limits = UploadLimits(settings.max_file_size_bytes, settings.max_files_per_upload)
-    upload_id = new_id("upl")
+    upload_id = new_id(UPLOAD)
     staging = settings.staging_dir / upload_id
     checks: dict[int, asyncio.Task[ImageInfo | ImageProblem]] = {}
 
@@ -124,29 +132,12 @@ async def create_upload(
             max_body_size=limits.max_body_size,
             on_file=start_check,
         )
-        if result.file_count == 0:
-            hint = (
-                f" (fields received: {', '.join(result.other_fields)})"
-                if result.other_fields
-                else ""
-            )
-            raise NoFiles(
-                "No files in the multipart field 'files'",
-                details=f"send 1 to {limits.max_files} images as 'files'{hint}",
-            )
-        if result.file_count > limits.max_files:
-            raise TooManyFiles(
-                f"Too many files: at most {limits.max_files} per upload",
-                details=f"{result.file_count} files received",
-            )
-        verdicts = await _verdicts(result.files, checks, limits)
-        errors = [_problem(part, v) for part, v in verdicts if isinstance(v, ImageProblem)]
-        if errors:
-            for item in errors:
-                metrics.REJECTED_FILES.labels(error_code=item["error_code"]).inc()
-            raise _rejection(errors, len(result.files))
-        accepted = [(part, v) for part, v in verdicts if isinstance(v, ImageInfo)]
-        upload = await _store(
+        _check_count(result, limits)
+        accepted = await _accepted(result.files, checks, limits)
+        replay = await _claim_key(session, idempotent, accepted)
+        if replay is not None:
+            return replay
+        return await _store(
             session=session,
             storage=storage,
             upload_id=upload_id,
@@ -157,7 +148,62 @@ async def create_upload(
         for task in checks.values():
             task.cancel()
         await anyio.to_thread.run_sync(remove_tree, staging)
-    return upload
+
+
+async def _claim_key(
+    session: AsyncSession,
+    idempotent: IdempotentRequest | None,
+    accepted: list[tuple[ReceivedFile, ImageInfo]],
+) -> Replay | None:
+    """Claim the request's idempotency key for these files; the first answer if it was used.
+
+    The files' names, sizes and digests are the fingerprint: a retry carries the same files
+    under a new multipart boundary.
+    """
+    if idempotent is None:
+        return None
+    content = [(part.filename, part.size, part.sha256) for part, _ in accepted]
+    return await idempotency.claim(
+        session=session,
+        request=idempotent,
+        content_fingerprint=idempotency.fingerprint(content),
+    )
+
+
+def _check_count(result: ReceiveResult, limits: UploadLimits) -> None:
+    """Raise NoFiles or TooManyFiles when the request carries no files or too many."""
+    if result.file_count == 0:
+        shown = result.other_fields[:5]
+        more = len(result.other_fields) - len(shown)
+        hint = (
+            f" (fields received: {', '.join(shown)}{f' and {more} more' if more else ''})"
+            if shown
+            else ""
+        )
+        raise NoFiles(
+            "No files in the multipart field 'files'",
+            details=f"send 1 to {limits.max_files} images as 'files'{hint}",
+        )
+    if result.file_count > limits.max_files:
+        raise TooManyFiles(
+            f"Too many files: at most {limits.max_files} per upload",
+            details=f"{result.file_count} files received",
+        )
+
+
+async def _accepted(
+    files: list[ReceivedFile],
+    checks: dict[int, asyncio.Task[ImageInfo | ImageProblem]],
+    limits: UploadLimits,
+) -> list[tuple[ReceivedFile, ImageInfo]]:
+    """Return every file with what its check learned; UploadRejected if any file failed."""
+    verdicts = await _verdicts(files, checks, limits)
+    errors = [_problem(part, v) for part, v in verdicts if isinstance(v, ImageProblem)]
+    if errors:
+        for item in errors:
+            metrics.REJECTED_FILES.labels(error_code=item["error_code"]).inc()
+        raise _rejection(errors, len(files))
+    return [(part, v) for part, v in verdicts if isinstance(v, ImageInfo)]
 
 
 async def _verdicts(
@@ -196,7 +242,7 @@ async def _store(
         client_address=client_address,
     )
     for part, info in accepted:
-        file_id = new_id("img")
+        file_id = new_id(FILE)
         upload.files.append(
             UploadedFile(
                 id=file_id,
@@ -246,3 +292,28 @@ async def get_upload(*, session: AsyncSession, upload_id: str) -> Upload:
     if upload is None:
         raise UploadNotFound("Upload not found", details=f"no upload with id {upload_id}")
     return upload
+
+
+def upload_data(upload: Upload) -> UploadData:
+    """Return the API view of an upload and its files."""
+    return UploadData(
+        upload_id=upload.id,
+        created_at=upload.created_at,
+        file_count=upload.file_count,
+        total_bytes=upload.total_bytes,
+        uploaded_files=[_file_out(f) for f in upload.files],
+    )
+
+
+def _file_out(row: UploadedFile) -> UploadedFileOut:
+    return UploadedFileOut(
+        filename=row.filename,
+        file_id=row.id,
+        size_bytes=row.size_bytes,
+        format=row.format,
+        dimensions=(row.width, row.height),
+        content_type=row.content_type,
+        mode=row.mode,
+        page_count=row.page_count,
+        sha256=row.sha256,
+    )

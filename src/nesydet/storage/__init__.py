@@ -1,4 +1,4 @@
-"""File storage behind one small protocol: local filesystem now, S3-compatible later."""
+"""File storage behind one small protocol: the local filesystem, or an S3-compatible bucket."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class LocalStorage:
 
     def check(self) -> None:
         """Write, read back and delete a probe file under the root."""
-        probe = f"_health/probe-{os.getpid()}"
+        probe = f"_health/probe-{os.getpid()}-{uuid.uuid4().hex}"  # one per check: never shared
         try:
             self.put_bytes(probe, b"ok")
             if self.get_bytes(probe) != b"ok":

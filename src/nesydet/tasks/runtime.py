@@ -1,4 +1,5 @@
-"""Per worker process state: the pipeline (model and Prolog), database, storage and heartbeat.
+"""Per worker process state: the pipeline (model and Prolog), the I/O loop with the database,
+cache and heartbeat, storage, and the job runner.
 
 Built in ``worker_process_init``, after the fork, so every child has its own model, Prolog
 engine and connections, and the parent never starts Prolog.
@@ -6,110 +7,64 @@ engine and connections, and the parent never starts Prolog.
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import importlib
 import logging
 import os
 import socket
-import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nesydet.config import Settings
-from nesydet.db.repositories import jobs as job_repo
 from nesydet.db.session import create_engine, create_sessionmaker
 from nesydet.pipeline import Pipeline
 from nesydet.services.dispatch import Dispatcher
-from nesydet.services.processing import HeldJob, JobRunner
-from nesydet.services.saver import BackgroundSaver
-from nesydet.services.status_cache import SyncStatusCache
+from nesydet.services.processing.heartbeat import Heartbeat
+from nesydet.services.processing.io_loop import IoLoop
+from nesydet.services.processing.runner import JobRunner
+from nesydet.services.processing.saver import BackgroundSaver
+from nesydet.services.processing.store import JobStore
+from nesydet.services.status_cache import StatusCache, make_status_cache
 from nesydet.storage import create_storage
 
 log = logging.getLogger(__name__)
-
-
-class Heartbeat(threading.Thread):
-    """Tells the database every few seconds that this process lives, and which job it holds.
-
-    It has its own event loop and connections: the main thread may sit in the model or in
-    Prolog for a long time, and the heartbeat must not wait for it.
-    """
-
-    def __init__(self, settings: Settings, worker_id: str) -> None:
-        super().__init__(name="nesydet-heartbeat", daemon=True)
-        self.settings = settings
-        self.worker_id = worker_id
-        self.held: HeldJob | None = None
-        self._stop_event = threading.Event()
-        self._wake = threading.Event()
-
-    def hold(self, held: HeldJob | None) -> None:
-        """Record the job this process now holds (None when idle) and beat at once."""
-        self.held = held
-        self._wake.set()
-
-    def run(self) -> None:
-        loop = asyncio.new_event_loop()
-        engine = create_engine(self.settings.database_url, null_pool=True)
-        sessionmaker = create_sessionmaker(engine)
-        host = socket.gethostname()
-        try:
-            while not self._stop_event.is_set():
-                held = self.held
-                try:
-                    loop.run_until_complete(self._beat(sessionmaker, host, held))
-                except Exception as exc:  # a missed beat is logged; the next one may work
-                    log.warning("heartbeat failed", extra={"error": repr(exc)})
-                self._wake.wait(self.settings.heartbeat_interval_s)
-                self._wake.clear()
-            loop.run_until_complete(self._forget(sessionmaker))
-        finally:
-            loop.run_until_complete(engine.dispose())
-            loop.close()
-
-    async def _beat(self, sessionmaker: Any, host: str, held: HeldJob | None) -> None:
-        async with sessionmaker() as session:
-            await job_repo.worker_heartbeat(
-                session=session,
-                worker_id=self.worker_id,
-                hostname=host,
-                pid=os.getpid(),
-                job_id=held.job.id if held else None,
-            )
-            if held is not None:
-                await job_repo.heartbeat(session=session, job_id=held.job.id, token=held.token)
-            await session.commit()
-
-    async def _forget(self, sessionmaker: Any) -> None:
-        async with sessionmaker() as session:
-            await job_repo.remove_worker(session=session, worker_id=self.worker_id)
-            await session.commit()
-
-    def stop(self) -> None:
-        """End the thread and remove this worker's row."""
-        self._stop_event.set()
-        self._wake.set()
-        self.join(timeout=10)
 
 
 @dataclass
 class WorkerRuntime:
     runner: JobRunner
     heartbeat: Heartbeat
-    loop: asyncio.AbstractEventLoop
+    beating: Future[None]
+    cache: StatusCache
+    engine: AsyncEngine
+    io: IoLoop
 
     def close(self) -> None:
-        """Stop the heartbeat and release connections."""
+        """Stop the heartbeat, finish the pending save and release connections."""
         self.heartbeat.stop()
+        try:
+            self.beating.result(timeout=10)
+        except Exception as exc:  # shutting down: report and go on
+            log.warning("heartbeat did not stop cleanly", extra={"error": repr(exc)})
         self.runner.saver.close()
-        engine = self.runner.sessionmaker.kw["bind"]
-        self.loop.run_until_complete(engine.dispose())
-        self.loop.close()
+        self.io.run(self.cache.close())
+        self.io.run(self.engine.dispose())
+        self.io.close()
 
 
 _runtime: WorkerRuntime | None = None
+
+
+def detector_factory(settings: Settings) -> dict[str, Any]:
+    """Return the Pipeline keyword that plugs in ``NESYDET_DETECTOR_FACTORY``, if set."""
+    if not settings.detector_factory:
+        return {}
+    module, _, name = settings.detector_factory.partition(":")
+    return {"detector_factory": getattr(importlib.import_module(module), name)}
 
 
 def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> WorkerRuntime:
@@ -118,36 +73,48 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # inference is batch work; requests come first
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    engine = create_engine(settings.database_url)
     pipeline = Pipeline(
         settings.models_dir,
         settings.rules_dir,
         default_model=settings.default_model,
         device=settings.device,
         cpu_threads=settings.worker_cpu_threads(concurrency),
+        **detector_factory(settings),
     )
     try:
         pipeline.warmup()
     except Exception as exc:  # a bad default model fails its jobs, it must not kill the worker
         log.error("pipeline warm-up failed", extra={"error": repr(exc)})
-    heartbeat = Heartbeat(settings, worker_id)
-    saver = BackgroundSaver(create_engine(settings.database_url), nice=settings.saver_nice)
+    io = IoLoop()
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    cache = make_status_cache(settings.redis_url, settings.status_cache_ttl_s)
+    heartbeat = Heartbeat(
+        sessionmaker=sessionmaker,
+        worker_id=worker_id,
+        interval_s=settings.heartbeat_interval_s,
+        loop=io.loop,
+    )
     runner = JobRunner(
         settings=settings,
         pipeline=pipeline,
         storage=create_storage(settings),
-        sessionmaker=create_sessionmaker(engine),
-        loop=loop,
-        cache=SyncStatusCache(settings.redis_url, settings.status_cache_ttl_s),
+        store=JobStore(
+            sessionmaker=sessionmaker,
+            cache=cache,
+            worker_id=worker_id,
+            heartbeat_stale_s=settings.heartbeat_stale_s,
+            default_seconds_per_image=settings.default_seconds_per_image,
+        ),
+        io=io,
         dispatcher=Dispatcher(celery, settings),
-        saver=saver,
-        worker_id=worker_id,
-        on_hold=heartbeat.hold,
+        saver=BackgroundSaver(nice=settings.saver_nice),
+        on_claim=heartbeat.hold,
     )
-    heartbeat.start()
-    _runtime = WorkerRuntime(runner=runner, heartbeat=heartbeat, loop=loop)
+    beating = io.start(heartbeat.run())
+    _runtime = WorkerRuntime(
+        runner=runner, heartbeat=heartbeat, beating=beating, cache=cache, engine=engine, io=io
+    )
     # Everything loaded so far (torch, the model, Celery, SQLAlchemy) lives as long as the
     # process: keep it out of the collector's full passes (one took 0.23 s mid-job here).
     gc.freeze()

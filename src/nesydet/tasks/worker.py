@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from nesydet.broker import INFERENCE_TASK, QUEUE, make_celery
 from nesydet.config import Settings
 from nesydet.observability import metrics
+from nesydet.pipeline import RulesError
+from nesydet.pipeline.reasoning.engine import check_version, installed_version
 from nesydet.tasks import runtime
-from nesydet.tasks.celery_app import INFERENCE_TASK, QUEUE, make_celery
+from nesydet.tasks.supervision import (
+    EXIT_CANNOT_START,
+    PoolWatch,
+    mark_ready,
+    mark_starting,
+    markers_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +36,22 @@ def register_tasks(app: Celery) -> None:
         runtime.runtime().runner.run(job_id)
 
 
-def create_worker_app(settings: Settings, *, concurrency: int) -> Celery:
-    """Return the Celery app with the task registered and process hooks connected."""
+def create_worker_app(settings: Settings, *, concurrency: int, markers: Path) -> Celery:
+    """Return the Celery app with the task registered and process hooks connected.
+
+    Pool processes leave their start-up markers in ``markers`` for the main process's watch.
+    """
     app = make_celery(settings)
     register_tasks(app)
 
     def init_process(**_: Any) -> None:
-        runtime.start_runtime(settings, app, concurrency=concurrency)
+        mark_starting(markers)
+        try:
+            runtime.start_runtime(settings, app, concurrency=concurrency)
+        except Exception:  # it cannot run jobs: die, so the main process counts a failed start
+            log.exception("a pool process could not start")
+            os._exit(EXIT_CANNOT_START)
+        mark_ready(markers)
 
     def shutdown_process(**_: Any) -> None:
         try:
@@ -46,9 +66,22 @@ def create_worker_app(settings: Settings, *, concurrency: int) -> Celery:
 
 
 def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | None) -> int:
-    """Run a worker until it is stopped; returns its exit status."""
+    """Run a worker until it is stopped; returns its exit status (2: it cannot run jobs)."""
+    try:
+        # Checked before the pool forks, without loading Prolog here (children load it).
+        check_version(installed_version())
+    except RulesError as exc:
+        log.critical("the worker cannot start", extra={"error_code": exc.code, "error": str(exc)})
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 2
     processes = concurrency or settings.worker_concurrency
-    app = create_worker_app(settings, concurrency=processes)
+    markers = markers_dir(settings.var_dir, os.getpid())
+    app = create_worker_app(settings, concurrency=processes, markers=markers)
+    watch = PoolWatch(
+        markers,
+        max_failed_starts=settings.worker_max_failed_starts,
+        on_dead=metrics.mark_process_dead,
+    )
     argv = [
         "worker",
         f"--queues={QUEUE}",
@@ -59,5 +92,9 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | N
         "--without-mingle",
         "--hostname=nesydet@%h",
     ]
-    app.worker_main(argv)
+    watch.start()
+    try:
+        app.worker_main(argv)
+    finally:
+        watch.stop()
     return 0

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from nesydet.api.deps import SessionDep, StorageDep
+from nesydet.api.params import FileIdPath, JobIdQuery
 from nesydet.errors import FileNotFound, StorageError
 from nesydet.schemas.common import error_responses
 from nesydet.services import results as result_service
@@ -64,12 +65,12 @@ def inline_disposition(filename: str) -> str:
     },
 )
 async def get_file(
-    file_id: str,
+    file_id: FileIdPath,
     kind: Literal["original", "annotated", "thumbnail"],
     request: Request,
     session: SessionDep,
     storage: StorageDep,
-    job_id: Annotated[str | None, Query(description="the job whose result to serve")] = None,
+    job_id: JobIdQuery = None,
 ) -> Response:
     """Return the image bytes with caching headers."""
     item = await result_service.artefact(session=session, file_id=file_id, kind=kind, job_id=job_id)

@@ -3,23 +3,23 @@ and a Server-Sent Events stream of status changes."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from nesydet.api.deps import (
     DispatcherDep,
+    IdempotencyDep,
     SessionDep,
     SessionmakerDep,
     SettingsDep,
     StatusCacheDep,
     StorageDep,
 )
-from nesydet.db.models import JobStatus
+from nesydet.api.params import FileIdPath, FileIdQuery, JobIdPath
+from nesydet.api.responses import remembered, replay_response
+from nesydet.domain import JobStatus
 from nesydet.schemas.common import error_responses
 from nesydet.schemas.jobs import (
     STATUS_EXAMPLES,
@@ -29,9 +29,6 @@ from nesydet.schemas.jobs import (
     PredictData,
     PredictRequest,
     PredictResponse,
-    job_status_payload,
-    list_item,
-    status_url,
 )
 from nesydet.schemas.results import (
     RESULTS_EXAMPLES,
@@ -39,11 +36,20 @@ from nesydet.schemas.results import (
     ResultsResponse,
     VisualizationResponse,
 )
+from nesydet.services import idempotency
 from nesydet.services import jobs as job_service
 from nesydet.services import results as result_service
+from nesydet.services.job_events import status_events
+from nesydet.services.job_status import job_status_payload, list_item, status_url
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
+_KEY_REUSED = (
+    409,
+    "IDEMPOTENCY_KEY_REUSED",
+    "This Idempotency-Key was used with a different request",
+    "key 'abc' was first sent with another body; use a new key for a new request",
+)
 _JOB_404 = (404, "JOB_NOT_FOUND", "Job not found", "no job with id job_000000000000")
 _NOT_READY = (404, "RESULTS_NOT_READY", "Results not available", "Job is still processing")
 _RESULT_ERRORS = error_responses(
@@ -87,7 +93,9 @@ _PREDICT_EXAMPLE = {
     description=(
         "Create a job over files of an upload (all of them when `file_ids` is left out). The "
         "job is stored first, then queued; the answer comes at once with the job id. Every "
-        "config field has a default; unknown fields are refused."
+        "config field has a default; unknown fields are refused. With an `Idempotency-Key` "
+        "header, sending the same body again within 24 h returns the first answer (marked "
+        "`Idempotent-Replayed: true`) instead of creating a second job."
     ),
     responses={
         202: {"content": {"application/json": {"example": _PREDICT_EXAMPLE}}},
@@ -105,6 +113,7 @@ _PREDICT_EXAMPLE = {
                 "img_000000000000 is not a file of upl_a1b2c3d4e5f6",
             ),
             (404, "UPLOAD_NOT_FOUND", "Upload not found", "no upload with id upl_000000000000"),
+            _KEY_REUSED,
             (
                 429,
                 "RATE_LIMIT_EXCEEDED",
@@ -121,8 +130,17 @@ async def predict(
     dispatcher: DispatcherDep,
     sessionmaker: SessionmakerDep,
     cache: StatusCacheDep,
-) -> PredictResponse:
+    idempotent: IdempotencyDep,
+) -> PredictResponse | JSONResponse:
     """Create and queue a job."""
+    if idempotent is not None:
+        replay = await idempotency.claim(
+            session=session,
+            request=idempotent,
+            content_fingerprint=idempotency.fingerprint(body.model_dump(mode="json")),
+        )
+        if replay is not None:
+            return replay_response(replay)
     job = await job_service.create_job(
         session=session,
         settings=settings,
@@ -132,7 +150,7 @@ async def predict(
         request=body,
     )
     config = body.config.model_copy(update={"model_path": job.config["model_path"]})
-    return PredictResponse(
+    response = PredictResponse(
         data=PredictData(
             job_id=job.id,
             status=job.status,
@@ -143,6 +161,8 @@ async def predict(
             config=config,
         )
     )
+    await remembered(session, idempotent, response, 202)
+    return response
 
 
 @router.get(
@@ -203,10 +223,12 @@ async def list_jobs(
         **error_responses(_JOB_404),
     },
 )
-async def job_status(job_id: str, session: SessionDep, cache: StatusCacheDep) -> JSONResponse:
+async def job_status(
+    job_id: JobIdPath, sessionmaker: SessionmakerDep, cache: StatusCacheDep
+) -> Response:
     """Return the job's status and progress."""
-    payload = await job_service.get_status(session=session, cache=cache, job_id=job_id)
-    return JSONResponse({"status": "success", "data": payload})
+    body = await job_service.status_body(sessionmaker=sessionmaker, cache=cache, job_id=job_id)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -230,7 +252,7 @@ async def job_status(job_id: str, session: SessionDep, cache: StatusCacheDep) ->
         ),
     },
 )
-async def cancel(job_id: str, session: SessionDep, cache: StatusCacheDep) -> JSONResponse:
+async def cancel(job_id: JobIdPath, session: SessionDep, cache: StatusCacheDep) -> JSONResponse:
     """Cancel the job."""
     job = await job_service.cancel_job(session=session, cache=cache, job_id=job_id)
     return JSONResponse({"status": "success", "data": job_status_payload(job)})
@@ -258,7 +280,7 @@ async def cancel(job_id: str, session: SessionDep, cache: StatusCacheDep) -> JSO
     },
 )
 async def events(
-    job_id: str,
+    job_id: JobIdPath,
     request: Request,
     session: SessionDep,
     sessionmaker: SessionmakerDep,
@@ -266,33 +288,11 @@ async def events(
 ) -> StreamingResponse:
     """Stream the job's status changes until it ends."""
     await job_service.get_job(session=session, job_id=job_id)  # 404 before the stream starts
-
-    async def stream() -> AsyncIterator[str]:
-        last: str | None = None
-        sent = 0
-        idle = 0.0
-        yield "retry: 2000\n\n"
-        while True:
-            async with sessionmaker() as poll:
-                payload = await job_service.get_status(session=poll, cache=cache, job_id=job_id)
-            text = json.dumps(payload)
-            if text != last:
-                sent += 1
-                last = text
-                idle = 0.0
-                yield f"id: {sent}\nevent: status\ndata: {text}\n\n"
-                if job_service.is_terminal(payload["status"]):
-                    return
-            elif idle >= 15.0:
-                idle = 0.0
-                yield ": keep-alive\n\n"
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.5)
-            idle += 0.5
-
+    stream = status_events(
+        sessionmaker=sessionmaker, cache=cache, job_id=job_id, disconnected=request.is_disconnected
+    )
     return StreamingResponse(
-        stream(),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -314,10 +314,10 @@ async def events(
     },
 )
 async def results(
-    job_id: str,
+    job_id: JobIdPath,
     session: SessionDep,
     format: Annotated[Literal["json", "yolo", "coco", "voc"], Query()] = "json",
-    file_id: Annotated[str | None, Query(description="only this file")] = None,
+    file_id: FileIdQuery = None,
 ) -> ResultsResponse:
     """Return the job's detections in the requested format."""
     data = await result_service.results(session=session, job_id=job_id, fmt=format, file_id=file_id)
@@ -333,7 +333,7 @@ async def results(
         **_RESULT_ERRORS,
     },
 )
-async def labels(job_id: str, file_id: str, session: SessionDep) -> PlainTextResponse:
+async def labels(job_id: JobIdPath, file_id: FileIdPath, session: SessionDep) -> PlainTextResponse:
     """Return one file's labels as a text file."""
     text = await result_service.labels_text(session=session, job_id=job_id, file_id=file_id)
     return PlainTextResponse(
@@ -354,10 +354,10 @@ async def labels(job_id: str, file_id: str, session: SessionDep) -> PlainTextRes
     },
 )
 async def visualization(
-    job_id: str,
+    job_id: JobIdPath,
     session: SessionDep,
     storage: StorageDep,
-    file_id: Annotated[str | None, Query()] = None,
+    file_id: FileIdQuery = None,
     format: Annotated[Literal["url", "base64"], Query()] = "url",
 ) -> VisualizationResponse:
     """Return the job's visualizations."""

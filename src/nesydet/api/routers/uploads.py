@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-from nesydet.api.deps import CheckerDep, SessionDep, SettingsDep, StorageDep
+from nesydet.api.deps import CheckerDep, IdempotencyDep, SessionDep, SettingsDep, StorageDep
+from nesydet.api.params import UploadIdPath
+from nesydet.api.responses import remembered, replay_response
 from nesydet.schemas.common import error_responses
-from nesydet.schemas.uploads import UPLOAD_EXAMPLE, UploadData, UploadResponse
+from nesydet.schemas.uploads import UPLOAD_EXAMPLE, UploadResponse
 from nesydet.services import uploads as upload_service
+from nesydet.services.idempotency import Replay
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
 
@@ -63,6 +67,12 @@ _UPLOAD_ERRORS = error_responses(
         "Request body too large",
         "a request may carry at most 5245034496 bytes",
     ),
+    (
+        409,
+        "IDEMPOTENCY_KEY_REUSED",
+        "This Idempotency-Key was used with a different request",
+        "key 'abc' was first sent with another body; use a new key for a new request",
+    ),
     (429, "RATE_LIMIT_EXCEEDED", "Too many requests, try again later", "100 per 1 minute"),
     (500, "STORAGE_ERROR", "Could not store the uploaded files", "No space left on device"),
 )
@@ -76,7 +86,9 @@ _UPLOAD_ERRORS = error_responses(
         "Upload 1 to 100 images in the multipart field `files`. Formats are detected from the "
         "file content (JPEG, PNG, TIFF), never from the name. Each file may be 50 MB and "
         "64x64 to 8192x8192 pixels. If any file fails, nothing is stored and every failure is "
-        "listed in `errors[]` with its filename and error code."
+        "listed in `errors[]` with its filename and error code. With an `Idempotency-Key` "
+        "header, the same files sent again within 24 h return the first answer instead of a "
+        "second upload."
     ),
     responses={
         200: {"content": {"application/json": {"example": UPLOAD_EXAMPLE}}},
@@ -90,9 +102,10 @@ async def upload_images(
     storage: StorageDep,
     settings: SettingsDep,
     checker: CheckerDep,
-) -> UploadResponse:
+    idempotent: IdempotencyDep,
+) -> UploadResponse | JSONResponse:
     """Store a batch of images and return their ids."""
-    upload = await upload_service.create_upload(
+    outcome = await upload_service.create_upload(
         session=session,
         storage=storage,
         checker=checker,
@@ -100,12 +113,17 @@ async def upload_images(
         content_type=request.headers.get("content-type"),
         body=request.stream(),
         client_address=request.client.host if request.client else None,
+        idempotent=idempotent,
     )
-    noun = "image" if upload.file_count == 1 else "images"
-    return UploadResponse(
-        message=f"{upload.file_count} {noun} uploaded successfully",
-        data=UploadData.from_row(upload),
+    if isinstance(outcome, Replay):
+        return replay_response(outcome)
+    noun = "image" if outcome.file_count == 1 else "images"
+    response = UploadResponse(
+        message=f"{outcome.file_count} {noun} uploaded successfully",
+        data=upload_service.upload_data(outcome),
     )
+    await remembered(session, idempotent, response, 200)
+    return response
 
 
 @router.get(
@@ -119,9 +137,9 @@ async def upload_images(
         ),
     },
 )
-async def get_upload(upload_id: str, session: SessionDep) -> UploadResponse:
+async def get_upload(upload_id: UploadIdPath, session: SessionDep) -> UploadResponse:
     """Return an upload and its files."""
     upload = await upload_service.get_upload(session=session, upload_id=upload_id)
     return UploadResponse(
-        message=f"upload with {upload.file_count} files", data=UploadData.from_row(upload)
+        message=f"upload with {upload.file_count} files", data=upload_service.upload_data(upload)
     )

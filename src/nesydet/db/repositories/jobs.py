@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Update, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from nesydet.db.base import utcnow
-from nesydet.db.models import Detection, Job, JobFile, JobStatus, Worker
+from nesydet.db.models import Detection, Job, JobFile, Worker
+from nesydet.domain import JobStatus
 
 
 async def add(*, session: AsyncSession, job: Job) -> None:
@@ -64,10 +65,11 @@ async def claim(
     worker_id: str,
     stale_before: datetime,
     time_limit_s: float,
-) -> bool:
-    """Take the job for this worker: it must be queued, or processing with a dead holder."""
+) -> Job | None:
+    """Take the job for this worker (queued, or processing with a dead holder); return the
+    claimed row, or None when someone else has it or it is over."""
     now = utcnow()
-    result = await session.execute(
+    stmt = (
         update(Job)
         .where(
             Job.id == job_id,
@@ -92,36 +94,43 @@ async def claim(
             error_details=None,
             updated_at=now,
             current_stage="Starting",
+            version=Job.version + 1,
         )
-        .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await _returned(session, stmt)
+
+
+async def _returned(session: AsyncSession, stmt: Update) -> Job | None:
+    """Run a conditional UPDATE of one job; return the row as it now is, or None if no row
+    matched. The row comes back by RETURNING, so it is exactly what was written."""
+    result = await session.execute(
+        stmt.returning(Job).execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return result.scalar_one_or_none()
 
 
 async def update_held(
     *, session: AsyncSession, job_id: str, token: str, values: dict[str, Any]
-) -> bool:
-    """Update a job this worker still holds (processing, same claim); False if it lost it."""
-    result = await session.execute(
+) -> Job | None:
+    """Update a job this worker still holds (processing, same claim); None if it lost it."""
+    return await _returned(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.claim_token == token, Job.status == JobStatus.PROCESSING)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        .values(**values, version=Job.version + 1),
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def transition(
     *, session: AsyncSession, job_id: str, from_statuses: Sequence[str], values: dict[str, Any]
-) -> bool:
-    """Move a job out of one of ``from_statuses``; False when it was in none of them."""
-    result = await session.execute(
+) -> Job | None:
+    """Move a job out of one of ``from_statuses``; None when it was in none of them."""
+    return await _returned(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status.in_(list(from_statuses)))
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        .values(**values, version=Job.version + 1),
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def release_stale(
@@ -131,9 +140,11 @@ async def release_stale(
     token: str | None,
     stale_before: datetime,
     values: dict[str, Any],
-) -> bool:
-    """Apply ``values`` to a processing job only if its holder is still the same, silent one."""
-    result = await session.execute(
+) -> Job | None:
+    """Apply ``values`` to a processing job only if its holder is still the same, silent one;
+    return the updated row, or None."""
+    return await _returned(
+        session,
         update(Job)
         .where(
             Job.id == job_id,
@@ -141,10 +152,8 @@ async def release_stale(
             Job.claim_token == token if token is not None else Job.claim_token.is_(None),
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        .values(**values, version=Job.version + 1),
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def heartbeat(*, session: AsyncSession, job_id: str, token: str) -> None:
@@ -269,16 +278,42 @@ async def count_by_status(*, session: AsyncSession, status: str) -> int:
 
 async def unsent(
     *, session: AsyncSession, created_before: datetime, sent_before: datetime
-) -> list[str]:
-    """Return queued jobs never handed to the broker, or handed over long ago."""
-    stmt = select(Job.id).where(
+) -> list[tuple[str, int]]:
+    """Return (id, image count) of queued jobs never handed to the broker, or handed over
+    long ago."""
+    stmt = select(Job.id, Job.file_count).where(
         Job.status == JobStatus.QUEUED,
         or_(
             and_(Job.sent_at.is_(None), Job.created_at < created_before),
             Job.sent_at < sent_before,
         ),
     )
-    return list((await session.execute(stmt)).scalars())
+    return [(job_id, count) for job_id, count in (await session.execute(stmt)).all()]
+
+
+async def sent_before(
+    *, session: AsyncSession, before: datetime
+) -> list[tuple[str, int, datetime]]:
+    """Return (id, image count, sent at) of queued jobs whose task was sent before ``before``."""
+    stmt = select(Job.id, Job.file_count, Job.sent_at).where(
+        Job.status == JobStatus.QUEUED, Job.sent_at.is_not(None), Job.sent_at < before
+    )
+    rows = (await session.execute(stmt)).all()
+    return [(job_id, count, sent) for job_id, count, sent in rows if sent is not None]
+
+
+async def take_resend(
+    *, session: AsyncSession, job_id: str, sent_at: datetime, now: datetime
+) -> bool:
+    """Record a resend of a queued job's task if nobody else did since ``sent_at``; return
+    whether this caller won (several sweepers may race for it)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.sent_at == sent_at)
+        .values(sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def stale_processing(*, session: AsyncSession, stale_before: datetime) -> list[Job]:

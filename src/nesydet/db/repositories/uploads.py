@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -26,13 +24,3 @@ async def get(*, session: AsyncSession, upload_id: str) -> Upload | None:
 async def get_file(*, session: AsyncSession, file_id: str) -> UploadedFile | None:
     """Return one uploaded file, or None."""
     return await session.get(UploadedFile, file_id)
-
-
-async def get_files(*, session: AsyncSession, file_ids: Sequence[str]) -> list[UploadedFile]:
-    """Return the uploaded files with these ids, in upload order."""
-    stmt = (
-        select(UploadedFile)
-        .where(UploadedFile.id.in_(list(file_ids)))
-        .order_by(UploadedFile.upload_id, UploadedFile.position)
-    )
-    return list((await session.execute(stmt)).scalars())

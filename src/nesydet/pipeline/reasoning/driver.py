@@ -104,7 +104,8 @@ nd_drop(T) :-
 %!  nd_run(+Template, +Facts, +Limit, -Out) is det.
 %   Decide every det/5 of Facts with the rules of Template. Out is a string: either
 %   "error" TAB message, or one line per detection: Id TAB Action TAB Conf TAB Class TAB
-%   comma-separated rule names. (Tab-separated lines are ~5x cheaper than JSON here.)
+%   the names of the rules that fired, joined by the unit separator (0x1F), which no rule
+%   name holds. (Tab-separated lines are ~5x cheaper than JSON here.)
 nd_run(T, Facts, Limit, Out) :-
     catch(call_with_time_limit(Limit,
               in_temporary_module(M, setup_job(T, M, Facts), solve(M, Out0))),

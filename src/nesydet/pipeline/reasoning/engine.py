@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import subprocess
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -70,12 +72,58 @@ def _prolog_string(text: str) -> str:
     return f'"{escaped}"'
 
 
+# The driver relies on SWI-Prolog 9 (tested on 9.0.4): in_temporary_module/3, read_term/3's
+# syntax_errors(error), and 9.0's handling of time limits around asserted clauses.
+SUPPORTED_VERSIONS = (90000, 100000)  # PLVERSION, from 9.0.0 up to (not including) 10.0.0
+
+
+def version_name(plversion: int) -> str:
+    """Returns ``9.0.4`` for SWI-Prolog's numeric version 90004."""
+    return f"{plversion // 10000}.{plversion // 100 % 100}.{plversion % 100}"
+
+
+def check_version(plversion: int) -> None:
+    """Raises RulesError unless this SWI-Prolog version is one the driver supports."""
+    low, high = SUPPORTED_VERSIONS
+    if not low <= plversion < high:
+        raise RulesError(
+            "unsupported SWI-Prolog version",
+            f"found SWI-Prolog {version_name(plversion)}; the rules driver needs "
+            f"{version_name(low)} or later before {version_name(high)} (tested with 9.0.4)",
+        )
+
+
+def installed_version(swipl: str = "swipl") -> int:
+    """Returns the version of the SWI-Prolog on the PATH without loading it in this process.
+
+    Raises:
+        RulesError: When SWI-Prolog is not installed or does not answer.
+    """
+    try:
+        out = subprocess.run(  # noqa: S603  # a fixed argument list, no shell
+            [swipl, "--dump-runtime-variables"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RulesError(
+            "SWI-Prolog not found", f"{swipl} --dump-runtime-variables failed: {exc}"
+        ) from exc
+    match = re.search(r'PLVERSION="(\d+)"', out)
+    if match is None:
+        raise RulesError("SWI-Prolog version unknown", "no PLVERSION in its runtime variables")
+    return int(match.group(1))
+
+
 def start_prolog(stack_limit_mb: int = 256) -> None:
-    """Starts Prolog in this process (idempotent) and loads the driver.
+    """Starts Prolog in this process (idempotent), checks its version and loads the driver.
 
     Raises:
         RulesError: When Prolog was started in a parent process before a fork (its
-            timer thread does not survive fork, so time limits would hang).
+            timer thread does not survive fork, so time limits would hang), or its version
+            is not one the driver supports.
     """
     global _started_pid
     with _LOCK:
@@ -86,6 +134,7 @@ def start_prolog(stack_limit_mb: int = 256) -> None:
             raise RulesError(
                 "Prolog was started before fork", "start Prolog in each worker process"
             )
+        check_version(int(_query_one("current_prolog_flag(version, V)")["V"]))
         load = (
             f"open_string({_prolog_string(DRIVER)}, S), "
             f"load_files({DRIVER_MODULE}, [stream(S), silent(true)]), close(S)"

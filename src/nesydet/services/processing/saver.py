@@ -14,42 +14,24 @@ inference leaves idle, and it still finishes before the next hand-over waits for
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from nesydet.db.session import create_sessionmaker
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class BackgroundSaver:
-    """A one-thread executor with its own event loop and database engine.
+    """A one-thread executor for saves; database work goes to the worker's I/O loop."""
 
-    asyncpg connections belong to the event loop that opened them, so the saving thread
-    never shares the worker's main engine.
-    """
-
-    def __init__(self, engine: AsyncEngine, *, nice: int = 0) -> None:
-        self.engine = engine
-        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
-        self._loop = asyncio.new_event_loop()
+    def __init__(self, *, nice: int = 0) -> None:
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="nesydet-save", initializer=_lower_priority, initargs=(nice,)
         )
         self._pending: Future[None] | None = None
-
-    def db(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the saving thread's loop (call from a submitted function only)."""
-        return self._loop.run_until_complete(coro)
 
     def submit(self, save: Callable[[], None]) -> None:
         """Start ``save`` once the previous save is done; its error is raised here if it failed."""
@@ -70,17 +52,15 @@ class BackgroundSaver:
             log.info("a pending save did not complete", extra={"error": repr(exc)})
 
     def close(self) -> None:
-        """Finish the pending save and release the thread, loop and connections."""
+        """Finish the pending save and release the thread."""
         self.drain()
-        self._executor.submit(lambda: self._loop.run_until_complete(self.engine.dispose())).result()
         self._executor.shutdown(wait=True)
-        self._loop.close()
 
 
 def _lower_priority(nice: int) -> None:
     """Raise the calling thread's niceness by ``nice`` (Linux: niceness is per thread).
 
-    Threads it starts later (database drivers' I/O threads) inherit it.
+    Threads it starts later inherit it.
     """
     if nice <= 0 or sys.platform != "linux":
         return

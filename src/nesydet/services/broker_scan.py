@@ -1,0 +1,55 @@
+"""Which jobs have a task message in the broker right now (queued, or held by a worker)?
+
+A Redis restart without persistence, a FLUSHALL or a failover loses the broker's messages
+while the database still says the jobs are queued. The sweeper asks this module, and resends
+the tasks of queued jobs that have no message. Only Redis brokers can lose messages this way;
+for others the answer is "unknown" (None) and nothing is resent.
+"""
+
+from __future__ import annotations
+
+import re
+
+import redis
+
+from nesydet.broker import QUEUE
+
+_JOB_ID = re.compile(rb"job_[0-9a-f]{12}")
+# kombu's Redis transport: one list per queue and priority step, and the messages delivered
+# to workers but not yet acknowledged (ours are acknowledged late: held ones stay here).
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_UNACKED = "unacked"
+_BATCH = 500
+
+
+def _queue_keys(queue: str) -> list[str]:
+    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
+
+
+def _job_ids(message: bytes | str) -> set[str]:
+    raw = message if isinstance(message, bytes) else message.encode()
+    return {m.decode() for m in _JOB_ID.findall(raw)}
+
+
+def jobs_in_broker(broker_url: str, *, timeout_s: float = 3.0) -> set[str] | None:
+    """Return the ids of jobs with a task message in the broker, or None when it cannot tell
+    (not Redis). Raises redis errors when Redis cannot be reached (the caller retries later).
+    """
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    client = redis.Redis.from_url(
+        broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    try:
+        found: set[str] = set()
+        for key in _queue_keys(QUEUE):
+            length = int(client.llen(key))
+            for start in range(0, length, _BATCH):
+                for message in client.lrange(key, start, start + _BATCH - 1):
+                    found |= _job_ids(message)
+        for _tag, held in client.hscan_iter(_UNACKED, count=_BATCH):
+            found |= _job_ids(held)
+        return found
+    finally:
+        client.close()

@@ -1,0 +1,97 @@
+"""Rate limits shared through Redis fail open to per-process counting when Redis is away."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nesydet.api.app import create_app
+from nesydet.config import Settings
+from nesydet.services.image_checker import ImageChecker
+from tests.api.test_uploads import assert_envelope
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+UNKNOWN = "/api/v1/uploads/upl_000000000000"
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def fallbacks(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        if family.name == "rate_limit_fallback":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
+async def hits(settings: Settings, checker: ImageChecker, count: int) -> tuple[list[int], float]:
+    app = create_app(settings, checker=checker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            before = fallbacks((await http.get("/metrics")).text)
+            codes = [(await http.get(UNKNOWN)).status_code for _ in range(count)]
+            after = fallbacks((await http.get("/metrics")).text)
+    return codes, after - before
+
+
+async def test_limits_are_shared_through_redis(
+    settings: Settings, checker: ImageChecker, private_redis: RedisServer
+) -> None:
+    shared = settings.model_copy(update={"rate_limit": "5/minute", "redis_url": private_redis.url})
+    first, _ = await hits(shared, checker, 3)
+    # Another process (another app) sees the same count.
+    second, fell_back = await hits(shared, checker, 3)
+    assert first == [404, 404, 404]
+    assert second == [404, 404, 429]
+    assert fell_back == 0
+
+
+@pytest.mark.parametrize("fault", ["stopped", "frozen"])
+async def test_redis_away_falls_back_to_per_process_counting(
+    settings: Settings, checker: ImageChecker, private_redis: RedisServer, fault: str
+) -> None:
+    shared = settings.model_copy(update={"rate_limit": "5/minute", "redis_url": private_redis.url})
+    assert private_redis.proc is not None
+    if fault == "stopped":
+        private_redis.stop()
+    else:
+        os.kill(private_redis.proc.pid, signal.SIGSTOP)
+    try:
+        codes, fell_back = await hits(shared, checker, 7)
+    finally:
+        if fault == "frozen":
+            os.kill(private_redis.proc.pid, signal.SIGCONT)
+    # Never a 500; the limit still holds, counted in this process.
+    assert codes == [404] * 5 + [429] * 2
+    # One failed attempt, then Redis is left alone for a while: no request waits on it.
+    assert fell_back == 1
+
+
+async def test_the_429_keeps_its_envelope_when_counting_falls_back(
+    settings: Settings, checker: ImageChecker, private_redis: RedisServer
+) -> None:
+    shared = settings.model_copy(update={"rate_limit": "1/minute", "redis_url": private_redis.url})
+    private_redis.stop()
+    app = create_app(shared, checker=checker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            await http.get(UNKNOWN)
+            over = await http.get(UNKNOWN)
+    assert over.status_code == 429
+    assert_envelope(over.json(), "RATE_LIMIT_EXCEEDED")
+    assert int(over.headers["retry-after"]) >= 1
