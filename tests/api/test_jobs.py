@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from nesydet.api.routers.files import inline_disposition
+from nesydet.api.routers.files import content_disposition
 from nesydet.config import Settings
 from nesydet.db.models import Job, JobFile
 from nesydet.services.dispatch import Dispatcher
@@ -473,7 +473,8 @@ async def test_original_file_with_etag_and_304(client: httpx.AsyncClient) -> Non
     missing = await client.get("/api/v1/files/img_000000000000/original")
     assert missing.status_code == 404
     assert_envelope(missing.json(), "FILE_NOT_FOUND")
-    assert original.headers["content-disposition"] == 'inline; filename="a.png"'
+    assert original.headers["content-disposition"] == 'attachment; filename="a.png"'
+    assert original.headers["x-content-type-options"] == "nosniff"
     bad_kind = await client.get(f"/api/v1/files/{file_id}/raw")
     assert bad_kind.status_code == 400
 
@@ -487,7 +488,8 @@ async def test_original_file_with_etag_and_304(client: httpx.AsyncClient) -> Non
 )
 def test_content_disposition_is_latin_1(name: str, header: str) -> None:
     # Header values go out as Latin-1: a name outside it must not make a download fail.
-    assert inline_disposition(name) == header
+    assert content_disposition(name, attachment=False) == header
+    assert content_disposition(name, attachment=True) == header.replace("inline", "attachment")
     header.encode("latin-1")
     # Either form gives the client the name back whole.
     value = header.removeprefix("inline; ")

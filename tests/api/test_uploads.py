@@ -381,3 +381,41 @@ async def test_unknown_upload_is_404(client: httpx.AsyncClient) -> None:
         response = await client.get(f"/api/v1/uploads/{upload_id}")
         assert response.status_code == 404
         assert_envelope(response.json(), "UPLOAD_NOT_FOUND")
+
+
+async def test_thousands_of_form_fields_are_refused_early_without_echoing_them(
+    client: httpx.AsyncClient, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    fields = b"".join(
+        b'--xyz\r\nContent-Disposition: form-data; name="field-%05d-%s"\r\n\r\nv\r\n'
+        % (i, b"x" * 200)
+        for i in range(10_000)
+    )
+    body = fields + b"--xyz--\r\n"
+    response = await client.post(
+        "/api/v1/inference/upload",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 400
+    payload = response.json()
+    assert_envelope(payload, "INVALID_REQUEST")
+    assert payload["message"] == "Too many form fields"
+    assert len(response.content) < 2_000, "the reply must not echo the fields"
+    assert max((len(r.getMessage()) for r in caplog.records), default=0) < 2_000
+    await assert_nothing_kept(client, settings)
+
+
+async def test_no_files_names_at_most_a_few_fields(client: httpx.AsyncClient) -> None:
+    body = b"".join(
+        b'--xyz\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(12)
+    )
+    response = await client.post(
+        "/api/v1/inference/upload",
+        content=body + b"--xyz--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 400
+    details = response.json()["details"]
+    assert "f0, f1, f2, f3, f4 and 7 more" in details
+    assert "f11" not in details

@@ -176,8 +176,8 @@ def scene_png(seed: int, size: int = 1024) -> tuple[bytes, int]:
     return buf.getvalue(), len(scene.objects)
 
 
-def upload(client: httpx.Client, seeds: list[int]) -> dict[str, Any]:
-    files = [("files", (f"scene-{s}.png", scene_png(s)[0], "image/png")) for s in seeds]
+def upload(client: httpx.Client, seeds: list[int], size: int = 1024) -> dict[str, Any]:
+    files = [("files", (f"scene-{s}.png", scene_png(s, size)[0], "image/png")) for s in seeds]
     response = client.post("/api/v1/inference/upload", files=files)
     assert response.status_code == 200, response.text
     spec.assert_shape(response.json(), spec.UPLOAD_200)

@@ -120,18 +120,32 @@ _UNREACHABLE_ERRNOS = frozenset(
 
 def is_unavailable(exc: BaseException) -> bool:
     """Return whether ``exc`` means the database cannot be reached now (retry later), as
-    opposed to a fault in the request or the code."""
+    opposed to a fault in the request or the code.
+
+    The driver's own error is looked for down the chain of causes: SQLAlchemy wraps
+    asyncpg's errors (``the database system is starting up``) in adapters of its own.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _unavailable_here(current):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+def _unavailable_here(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
         return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        return is_unavailable(exc.orig) if exc.orig is not None else False
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
     if isinstance(exc, OSError):
         return exc.errno in _UNREACHABLE_ERRNOS
-    return type(exc).__module__.startswith("asyncpg") and isinstance(exc, _asyncpg_unavailable())
+    return isinstance(exc, _asyncpg_unavailable())
 
 
 def _asyncpg_unavailable() -> tuple[type[BaseException], ...]:

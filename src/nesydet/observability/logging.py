@@ -16,6 +16,17 @@ _STD_ATTRS = frozenset(
 )
 
 
+# A log line never carries unbounded client input (a megabyte URL, a huge header): text
+# fields are cut here, whatever logged them.
+MAX_FIELD_CHARS = 2000
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    return f"{text[:MAX_FIELD_CHARS]}... ({len(text) - MAX_FIELD_CHARS} more characters)"
+
+
 class JsonFormatter(logging.Formatter):
     """Formats records as one JSON object per line, extras included."""
 
@@ -25,14 +36,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _clip(record.getMessage()),
         }
         request_id = request_id_var.get()
         if request_id:
             payload["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _STD_ATTRS and not key.startswith("_"):
-                payload[key] = value
+                payload[key] = _clip(value) if isinstance(value, str) else value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)

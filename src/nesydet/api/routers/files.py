@@ -23,15 +23,16 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 
 
-def inline_disposition(filename: str) -> str:
+def content_disposition(filename: str, *, attachment: bool) -> str:
     """Return a Content-Disposition header for ``filename``, as Starlette's FileResponse does.
 
     Header values are Latin-1: a name outside ASCII goes in RFC 5987's ``filename*`` form.
     """
+    kind = "attachment" if attachment else "inline"
     quoted = quote(filename)
     if quoted != filename:
-        return f"inline; filename*=utf-8''{quoted}"
-    return f'inline; filename="{filename}"'
+        return f"{kind}; filename*=utf-8''{quoted}"
+    return f'{kind}; filename="{filename}"'
 
 
 @router.get(
@@ -86,7 +87,9 @@ async def get_file(
     headers = {
         "ETag": etag,
         "Cache-Control": IMMUTABLE if item.immutable else REVALIDATE,
-        "Content-Disposition": inline_disposition(item.filename),
+        # An original is the client's file as sent: a download, never rendered by a browser
+        # (a PNG that is also HTML or ZIP is a valid PNG). Our own JPEGs may show inline.
+        "Content-Disposition": content_disposition(item.filename, attachment=kind == "original"),
     }
     if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
