@@ -132,6 +132,7 @@ bench: system-test install  ## run the benchmarks in bench/
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.pipeline_speed
 	$(BIN)/python -m bench.pollers
+	$(BIN)/python -m bench.auth_timing
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.e2e
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nesydet.config import Settings, get_settings
+from nesydet.admin_cli import register as register_admin_commands
+from nesydet.config import Settings, get_settings, refusals
 from nesydet.pipeline.cli import register as register_pipeline_commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,30 +48,52 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 def _setup_process(settings: Settings, *, wipe_metrics: bool) -> None:
     # Multiprocess metrics must be configured before prometheus_client is first imported.
-    from nesydet.observability.logging import configure_logging
+    from nesydet.observability.logging import add_secrets, configure_logging
 
     if settings.metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         from nesydet.observability.metrics_dir import prepare
 
         prepare(settings.metrics_dir, wipe=wipe_metrics)
+    add_secrets(
+        [
+            settings.s3_secret_access_key,
+            settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        ]
+    )
     configure_logging(settings.log_level, settings.log_format)
+
+
+def _refused(settings: Settings, *, host: str | None) -> bool:
+    """Print why the settings are unsafe for this process and return True, or return False."""
+    problems = refusals(settings, host=host)
+    for problem in problems:
+        print(f"CONFIG_ERROR: {problem}", file=sys.stderr)
+    return bool(problems)
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
+    host = args.host or settings.host
+    if _refused(settings, host=host):
+        return 2
     _setup_process(settings, wipe_metrics=args.wipe_metrics)
     if args.migrate:
         migrate(settings)
     import uvicorn
 
+    certfile = args.ssl_certfile or settings.ssl_certfile
+    keyfile = args.ssl_keyfile or settings.ssl_keyfile
     uvicorn.run(
         "nesydet.api.app:create_app",
         factory=True,
-        host=args.host or settings.host,
+        host=host,
         port=args.port or settings.port,
+        ssl_certfile=str(certfile) if certfile else None,
+        ssl_keyfile=str(keyfile) if keyfile else None,
         workers=args.workers,
         log_config=None,
-        proxy_headers=settings.trust_proxy_headers,
+        # X-Forwarded-* are read by the app, from NESYDET_TRUSTED_PROXIES only.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
         server_header=False,  # no server name or version in responses
     )
@@ -87,6 +110,8 @@ def _migrate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Serve the API and one worker together (the embedded, single-machine set-up)."""
     settings = get_settings()
+    if _refused(settings, host=args.host or settings.host):
+        return 2
     _setup_process(settings, wipe_metrics=True)
     migrate(settings)
     worker: subprocess.Popen[bytes] | None = None
@@ -94,7 +119,13 @@ def _run(args: argparse.Namespace) -> int:
         worker = subprocess.Popen([sys.executable, "-m", "nesydet.cli", "worker"])
     try:
         serve = argparse.Namespace(
-            host=args.host, port=args.port, workers=1, migrate=False, wipe_metrics=False
+            host=args.host,
+            port=args.port,
+            workers=1,
+            migrate=False,
+            wipe_metrics=False,
+            ssl_certfile=None,
+            ssl_keyfile=None,
         )
         return _serve(serve)
     finally:
@@ -108,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = get_settings()
+    if _refused(settings, host=None):
+        return 2
     _setup_process(settings, wipe_metrics=False)
     from nesydet.tasks.worker import run_worker  # celery, torch: workers only
 
@@ -136,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--wipe-metrics", action="store_true", help="empty the multiprocess metrics directory"
     )
+    serve.add_argument("--ssl-certfile", type=Path, default=None, help="serve HTTPS: the cert")
+    serve.add_argument("--ssl-keyfile", type=Path, default=None, help="... and its private key")
     serve.set_defaults(func=_serve)
 
     run = sub.add_parser("run", help="migrate, then serve the API with one worker beside it")
@@ -156,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="re-send unsent jobs and recover stale ones, once")
     sweep.set_defaults(func=_sweep)
 
+    register_admin_commands(sub)
     settings = get_settings()
     register_pipeline_commands(
         sub,

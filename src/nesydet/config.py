@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+_PROCESS_SECRET = secrets.token_urlsafe(32)
 
 
 class Settings(BaseSettings):
@@ -46,16 +50,42 @@ class Settings(BaseSettings):
     image_check_memory_limit_bytes: int = Field(default=2048 * MiB, gt=0)
 
     # HTTP.
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses to start with authentication off, a missing or "
+        "default JWT secret, or the development passwords of docker-compose.yml",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
+    ssl_certfile: Path | None = Field(default=None, description="serve HTTPS with this cert")
+    ssl_keyfile: Path | None = Field(default=None, description="... and this private key")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit: str | None = Field(
-        default="600/minute",
-        description="requests per client address, e.g. 100/minute; empty disables",
+        default="100/minute",
+        description="requests per API key or user (per client address when anonymous), "
+        "e.g. 100/minute; empty disables",
     )
-    trust_proxy_headers: bool = Field(
-        default=False, description="take the client address from X-Forwarded-For (behind a proxy)"
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="addresses (or networks) of the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none by default",
     )
+
+    # Accounts (see services/auth.py).
+    auth_mode: Literal["none", "required"] = Field(
+        default="none",
+        description="none: one trusted user on this machine (loopback only); required: "
+        "accounts, API keys and per-owner data",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="signs access tokens; 32 characters or more"
+    )
+    jwt_ttl_s: int = Field(default=900, ge=60, le=86400, description="access token lifetime")
+
+    # Retention (spec, Data Protection): uploads and all made from them are deleted this long
+    # after their last use.
+    retention_days: float = Field(default=7.0, gt=0)
+    cleanup_interval_s: float = Field(default=3600.0, ge=0, description="0 disables it")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     metrics_dir: Path | None = Field(
@@ -141,6 +171,13 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     @field_validator("rate_limit", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -153,6 +190,14 @@ class Settings(BaseSettings):
         if self.cpu_threads:
             return self.cpu_threads
         return max(1, (os.cpu_count() or 1) // max(1, concurrency))
+
+    @property
+    def jwt_secret_value(self) -> str:
+        """Return the token signing secret; without one (development), a random secret of
+        this process: its tokens are good only in this process."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return _PROCESS_SECRET
 
     @property
     def broker_dir(self) -> Path:
@@ -184,3 +229,54 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings, read once from the environment."""
     return Settings()
+
+
+# Development values that must never reach production: docker-compose.yml's old defaults and
+# secrets found in examples.
+DEVELOPMENT_SECRETS = frozenset(
+    {"nesydet", "nesydet-secret", "change-me", "changeme", "secret", "password", "dev"}
+)
+MIN_JWT_SECRET = 32
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refusals(settings: Settings, *, host: str | None = None) -> list[str]:
+    """Return why this process must not start with these settings (empty: it may).
+
+    ``host`` is the address the API binds (None for a worker).
+    """
+    problems: list[str] = []
+    if settings.auth_mode == "none" and host is not None and not is_loopback(host):
+        problems.append(
+            f"NESYDET_AUTH_MODE=none serves every upload and job to anyone who can reach "
+            f"{host}: bind 127.0.0.1, or set NESYDET_AUTH_MODE=required"
+        )
+    if settings.env != "production":
+        return problems
+    if settings.auth_mode != "required":
+        problems.append("NESYDET_ENV=production needs NESYDET_AUTH_MODE=required")
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    if len(secret) < MIN_JWT_SECRET or secret.lower() in DEVELOPMENT_SECRETS:
+        problems.append(
+            f"NESYDET_JWT_SECRET must be set to a random value of {MIN_JWT_SECRET} characters "
+            "or more (e.g. `openssl rand -base64 48`)"
+        )
+    password = urlsplit(settings.database_url.replace("+asyncpg", "")).password
+    if password is not None and password.lower() in DEVELOPMENT_SECRETS:
+        problems.append("the database password is a development default: set POSTGRES_PASSWORD")
+    for name, value in (
+        ("NESYDET_S3_ACCESS_KEY_ID", settings.s3_access_key_id),
+        ("NESYDET_S3_SECRET_ACCESS_KEY", settings.s3_secret_access_key),
+    ):
+        if value is not None and value.lower() in DEVELOPMENT_SECRETS:
+            problems.append(f"{name} is a development default: set MINIO_ROOT_USER/PASSWORD")
+    return problems

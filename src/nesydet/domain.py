@@ -17,3 +17,12 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 # States a job can be cancelled from.
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+
+
+class Role(StrEnum):
+    """What an account may do: admins everything; users their own uploads and jobs; viewers
+    read everything and change nothing (dashboards, auditors)."""
+
+    ADMIN = "admin"
+    USER = "user"
+    VIEWER = "viewer"

@@ -126,3 +126,68 @@ class IdempotencyKeyReused(AppError):
     status_code = 409
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was used with a different request"
+
+
+class AuthenticationRequired(AppError):
+    status_code = 401
+    code = "AUTHENTICATION_REQUIRED"
+    default_message = "Authentication required"
+
+    def __init__(self, message: str | None = None, *, details: str | None = None) -> None:
+        super().__init__(
+            message,
+            details=details
+            or "send Authorization: Bearer <access token or API key>, or X-API-Key: <API key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class InvalidCredentials(AppError):
+    status_code = 401
+    code = "INVALID_CREDENTIALS"
+    default_message = "Invalid credentials"
+
+    def __init__(self, message: str | None = None, *, details: str | None = None) -> None:
+        super().__init__(
+            message, details=details, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
+
+
+class AccessDenied(AppError):
+    status_code = 403
+    code = "ACCESS_DENIED"
+    default_message = "Access denied"
+
+
+class UserNotFound(NotFound):
+    code = "USER_NOT_FOUND"
+    default_message = "User not found"
+
+
+class KeyNotFound(NotFound):
+    code = "KEY_NOT_FOUND"
+    default_message = "API key not found"
+
+
+class UserExists(AppError):
+    status_code = 409
+    code = "USER_EXISTS"
+    default_message = "A user with this name exists"
+
+
+class UserHasData(AppError):
+    status_code = 409
+    code = "USER_HAS_DATA"
+    default_message = "The user still owns uploads or jobs"
+
+
+class UploadInUse(AppError):
+    status_code = 409
+    code = "UPLOAD_IN_USE"
+    default_message = "A queued or running job uses this upload"
+
+
+class JobRunning(AppError):
+    status_code = 409
+    code = "JOB_RUNNING"
+    default_message = "The job is queued or running: cancel it first"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 
 ID_HEX_LEN = 12
-UPLOAD, FILE, JOB = "upl", "img", "job"
+UPLOAD, FILE, JOB, USER, KEY = "upl", "img", "job", "usr", "key"
 
 
 def new_id(prefix: str) -> str:

@@ -28,10 +28,11 @@ pytestmark = pytest.mark.redis
 
 
 def cached_status(direct: redis.Redis, key: str) -> tuple[int, dict[str, Any]]:
-    """Return a cache entry's job row version and status payload."""
+    """Return a cache entry's job row version and status payload ("version:owner:json")."""
     raw = direct.get(key)
     assert isinstance(raw, bytes), f"nothing cached under {key}"
-    version, _, text = raw.partition(b":")
+    version, _, rest = raw.partition(b":")
+    _owner, _, text = rest.partition(b":")
     payload: dict[str, Any] = json.loads(text)
     return int(version), payload
 

@@ -38,8 +38,9 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
         for method, op in methods.items():
             assert op.get("summary"), f"{method} {path} has no summary"
             for status, response in op["responses"].items():
-                content = response.get("content", {})
+                content = response.get("content") or {"application/json": {"example": None}}
                 assert status != "422", f"{method} {path}: validation errors are 400 here"
+                assert response.get("content") or status == "204", f"{method} {path} {status}"
                 media = next(iter(content.values()), {})
                 assert "example" in media or "examples" in media, f"{method} {path} {status}"
                 if status.startswith(("4", "5")):
@@ -64,3 +65,17 @@ async def test_upload_is_documented_as_multipart_with_its_errors(client: httpx.A
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "UploadResponse"
     )
+
+
+async def test_swaggers_authorize_button_offers_a_login_and_an_api_key(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    [oauth] = [s for s in schemes.values() if s["type"] == "oauth2"]
+    assert oauth["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
+    [key] = [s for s in schemes.values() if s["type"] == "apiKey"]
+    assert (key["in"], key["name"]) == ("header", "X-API-Key")
+    jobs = spec["paths"]["/api/v1/jobs"]["get"]
+    assert {name for requirement in jobs["security"] for name in requirement} == set(schemes)
+    assert "security" not in spec["paths"]["/healthz"]["get"]

@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nesydet.api.app import create_app
 from nesydet.config import Settings
+from nesydet.domain import Role
+from nesydet.services import accounts
 from nesydet.services.image_checker import ImageChecker
 from tests.api.test_uploads import assert_envelope
 from tests.redis_server import RedisServer
@@ -95,3 +98,78 @@ async def test_the_429_keeps_its_envelope_when_counting_falls_back(
     assert over.status_code == 429
     assert_envelope(over.json(), "RATE_LIMIT_EXCEEDED")
     assert int(over.headers["retry-after"]) >= 1
+
+
+async def count_before_429(client: httpx.AsyncClient, headers_for: Any, tries: int = 12) -> int:
+    """Return how many requests passed before the first 429 (``tries`` if none was refused)."""
+    for n in range(tries):
+        response = await client.get(UNKNOWN, headers=headers_for(n))
+        if response.status_code == 429:
+            return n
+    return tries
+
+
+def limited_app(settings: Settings, checker: ImageChecker, **update: Any) -> Any:
+    return create_app(
+        settings.model_copy(update={"rate_limit": "5/minute", **update}), checker=checker
+    )
+
+
+async def test_a_forged_x_forwarded_for_does_not_raise_the_limit(
+    settings: Settings, checker: ImageChecker
+) -> None:
+    counts = {}
+    for label, forged in (("without", False), ("with", True)):
+        app = limited_app(settings, checker)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                counts[label] = await count_before_429(
+                    http, lambda n, f=forged: {"X-Forwarded-For": f"10.0.0.{n}"} if f else {}
+                )
+    print(f"requests before 429: {counts}")
+    assert counts == {"without": 5, "with": 5}
+
+
+async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_is_counted(
+    settings: Settings, checker: ImageChecker
+) -> None:
+    # The test client connects from 127.0.0.1: here, that is the trusted proxy.
+    app = limited_app(settings, checker, trusted_proxies=["127.0.0.1/32", "10.9.0.0/16"])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            # A client forging its own left-most hop: the proxy appended the real one.
+            spoofed = await count_before_429(
+                http, lambda n: {"X-Forwarded-For": f"6.6.6.{n}, 203.0.113.7, 10.9.0.2"}
+            )
+            # Different real clients behind the proxy are counted apart.
+            others = await count_before_429(http, lambda n: {"X-Forwarded-For": f"198.51.100.{n}"})
+    assert spoofed == 5
+    assert others == 12
+
+
+async def test_authenticated_callers_are_counted_per_key(
+    auth_settings: Settings, checker: ImageChecker
+) -> None:
+    app = create_app(auth_settings.model_copy(update={"rate_limit": "3/minute"}), checker=checker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            keys = []
+            async with app.state.sessionmaker() as session:
+                for name in ("ana", "bob"):
+                    user = await accounts.create_user(
+                        session=session, name=name, role=Role.USER, password=None
+                    )
+                    made = await accounts.create_key(
+                        session=session, user_id=user.id, label="", expires_in_days=None
+                    )
+                    keys.append(made.key)
+                await session.commit()
+            # Same address, two keys: each has its own budget.
+            counts = [
+                await count_before_429(http, lambda n, k=key: {"X-API-Key": k}, tries=6)
+                for key in keys
+            ]
+    assert counts == [3, 3]

@@ -63,3 +63,16 @@ def test_a_worker_on_an_unsupported_swi_prolog_exits_non_zero_saying_why(tmp_pat
     )
     assert done.returncode == 2
     assert "RULES_ERROR: unsupported SWI-Prolog version: found SWI-Prolog 8.2.3" in done.stderr
+
+
+def test_the_command_line_creates_no_metric_before_multiprocess_mode_is_set() -> None:
+    """``nesydet`` builds its parser before it sets up Prometheus' multiprocess mode: importing
+    it must not create a metric (one made earlier would count in memory, never scraped)."""
+    probe = (
+        "import sys, nesydet.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith('prometheus_client') "
+        "or m == 'nesydet.observability.metrics'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"

@@ -35,7 +35,8 @@ def exercise(storage: Storage, tmp_path: Path) -> None:
     assert stat.etag
     storage.put_bytes("uploads/upl_1/img_2.png", b"two")
     assert storage.stat("missing/key") is None
-    storage.delete_prefix("uploads/upl_1")
+    assert storage.delete_prefix("uploads/upl_1") == (2, 14)
+    assert storage.delete_prefix("uploads/upl_1") == (0, 0)
     assert storage.stat("uploads/upl_1/img_1.png") is None
     assert storage.stat("uploads/upl_1/img_2.png") is None
     storage.delete("uploads/never")

@@ -13,14 +13,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from nesydet import API_VERSION, __version__
+from nesydet.api.auth import AuthMiddleware, ClientAddressMiddleware, HstsMiddleware
 from nesydet.api.errors import install_error_handlers
 from nesydet.api.middleware import RequestContextMiddleware
 from nesydet.api.openapi import install_openapi
 from nesydet.api.ratelimit import install_rate_limits
-from nesydet.api.routers import files, jobs, system, uploads
+from nesydet.api.routers import auth, files, jobs, results, system, uploads, users
 from nesydet.broker import make_celery
 from nesydet.config import Settings, get_settings
 from nesydet.db.session import create_engine, create_sessionmaker
+from nesydet.services.auth import Authenticator
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.health import Readiness
 from nesydet.services.image_checker import ImageChecker
@@ -70,6 +72,7 @@ def _lifespan(
         app.state.celery = make_celery(settings)
         app.state.dispatcher = Dispatcher(app.state.celery, settings)
         app.state.status_cache = make_status_cache(settings.redis_url, settings.status_cache_ttl_s)
+        app.state.authenticator = Authenticator(settings, app.state.sessionmaker)
         app.state.readiness = Readiness(
             engine=engine, storage=app.state.storage, celery=app.state.celery
         )
@@ -78,6 +81,7 @@ def _lifespan(
             settings=settings,
             dispatcher=app.state.dispatcher,
             cache=app.state.status_cache,
+            storage=app.state.storage,
         )
         sweeper.start()
         try:
@@ -91,6 +95,26 @@ def _lifespan(
             await engine.dispose()
 
     return lifespan
+
+
+# What a browser client (the desktop app's renderer) may send and read across origins.
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-ID",
+    "Last-Event-ID",
+    "If-None-Match",
+]
+CORS_RESPONSE_HEADERS = [
+    "X-Request-ID",
+    "X-API-Version",
+    "ETag",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "Content-Disposition",
+]
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
@@ -115,6 +139,8 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
             {"name": "uploads", "description": "Upload images and read uploads back"},
             {"name": "jobs", "description": "Start inference jobs, follow them, fetch results"},
             {"name": "files", "description": "Original, annotated and thumbnail images"},
+            {"name": "auth", "description": "Log in, who am I, API keys"},
+            {"name": "users", "description": "Accounts (admins only)"},
             {"name": "system", "description": "Health, readiness and metrics"},
         ],
     )
@@ -124,18 +150,31 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
     app.state.api_version = API_VERSION
     install_error_handlers(app)
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    for module in (uploads, jobs, files, system):
+    for module in (uploads, jobs, results, files, auth, users, system):
         app.include_router(module.router)
-    install_rate_limits(app, settings)
     install_openapi(app)
+    _install_middleware(app, settings)
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Add the middleware, innermost first: each one added wraps those before it.
+
+    A request meets them in this order: request id and metrics, CORS (a preflight is answered
+    here), the client's address from trusted proxies, HSTS, credentials, rate limits.
+    """
+    install_rate_limits(app, settings)
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(HstsMiddleware)
+    app.add_middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-API-Version", "ETag", "Retry-After"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
         )
     # Added last, so it is the outermost: even CORS and rate-limit answers get an id.
     app.add_middleware(RequestContextMiddleware)
-    return app

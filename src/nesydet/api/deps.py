@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nesydet.api.auth import principal_of
 from nesydet.config import Settings
 from nesydet.db import session as uow
 from nesydet.services.dispatch import Dispatcher
@@ -99,7 +100,10 @@ async def get_idempotent_request(
         return None
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
-    return IdempotentRequest(scope=f"{request.method} {path}", key=idempotency_key)
+    principal = principal_of(request.scope)
+    # A key is one caller's: two accounts choosing the same key never see each other's answer.
+    caller = principal.user_id if principal is not None and principal.user_id else "local"
+    return IdempotentRequest(scope=f"{caller} {request.method} {path}", key=idempotency_key)
 
 
 IdempotencyDep = Annotated[IdempotentRequest | None, Depends(get_idempotent_request)]

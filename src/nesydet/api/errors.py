@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ExceptionHandler
 
-from nesydet.errors import AppError, FileNotFound, JobNotFound, NotFound, UploadNotFound
+from nesydet.errors import (
+    AppError,
+    FileNotFound,
+    JobNotFound,
+    KeyNotFound,
+    NotFound,
+    UploadNotFound,
+    UserNotFound,
+)
 from nesydet.observability.logging import request_id_var
 from nesydet.schemas.common import iso_z
 
@@ -122,6 +130,8 @@ _PATH_IDS: dict[str, type[NotFound]] = {
     "job_id": JobNotFound,
     "upload_id": UploadNotFound,
     "file_id": FileNotFound,
+    "user_id": UserNotFound,
+    "key_id": KeyNotFound,
 }
 
 

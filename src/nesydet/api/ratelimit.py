@@ -1,4 +1,5 @@
-"""Per-client rate limits, answered with the error envelope and ``Retry-After``.
+"""Rate limits per API key or user (per client address when anonymous), answered with the
+error envelope and ``Retry-After``.
 
 Built on ``limits`` (the engine under slowapi) in a pure ASGI middleware: slowapi's own ASGI
 middleware re-sends the response start for every body chunk (which breaks file downloads and
@@ -22,9 +23,9 @@ from fastapi import FastAPI
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import RateLimiter, SlidingWindowCounterRateLimiter
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nesydet.api.auth import principal_of
 from nesydet.api.errors import error_body
 from nesydet.config import Settings
 from nesydet.observability import metrics
@@ -47,7 +48,7 @@ SHARED_RETRY_AFTER_S = 5.0
 
 
 class RateLimitMiddleware:
-    """Counts requests per client in a sliding window; 429 when over."""
+    """Counts requests per principal or address in a sliding window; 429 when over."""
 
     def __init__(
         self,
@@ -55,22 +56,22 @@ class RateLimitMiddleware:
         *,
         limit: RateLimitItem,
         shared: Storage | None,
-        trust_proxy: bool = False,
     ) -> None:
         self.app = app
         self.limit = limit
         self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self.shared = SlidingWindowCounterRateLimiter(shared) if shared is not None else None
-        self.trust_proxy = trust_proxy
         self._shared_down_until = 0.0
 
-    def _key(self, scope: Scope) -> str:
-        if self.trust_proxy:
-            forwarded = Request(scope).headers.get("x-forwarded-for")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
+    @staticmethod
+    def _key(scope: Scope) -> str:
+        """Return who is counted: the key or user when authenticated, else the address (as
+        the client-address middleware set it from trusted proxies only)."""
+        principal = principal_of(scope)
+        if principal is not None:
+            return principal.rate_key
         client = scope.get("client")
-        return client[0] if client else "unknown"
+        return f"ip:{client[0]}" if client else "ip:unknown"
 
     async def _hit(self, key: str) -> tuple[bool, RateLimiter]:
         """Count one request of ``key``; return whether it is allowed and who counted it."""
@@ -146,5 +147,4 @@ def install_rate_limits(app: FastAPI, settings: Settings) -> None:
         RateLimitMiddleware,
         limit=parse(settings.rate_limit),
         shared=shared_storage(settings.redis_url) if settings.redis_url else None,
-        trust_proxy=settings.trust_proxy_headers,
     )

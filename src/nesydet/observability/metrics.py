@@ -45,6 +45,13 @@ RATE_LIMIT_FALLBACK = Counter(
     "rate_limit_fallback_total",
     "Times the shared (Redis) rate-limit counts were unreachable and a process counted alone",
 )
+DELETED_OBJECTS = Counter("storage_deleted_objects_total", "Stored objects deleted", ["reason"])
+DELETED_BYTES = Counter(
+    "storage_deleted_bytes_total", "Bytes of stored objects deleted", ["reason"]
+)
+EXPIRED_UPLOADS = Counter(
+    "retention_expired_uploads_total", "Uploads deleted by retention, with all made from them"
+)
 INFERENCE_JOBS = Counter("inference_jobs_total", "Total number of inference jobs", ["status"])
 ACTIVE_JOBS = Gauge(
     "active_jobs", "Jobs a worker is processing right now", multiprocess_mode="livesum"

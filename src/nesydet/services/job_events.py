@@ -21,6 +21,7 @@ async def status_events(
     sessionmaker: async_sessionmaker[AsyncSession],
     cache: StatusCache,
     job_id: str,
+    owner: str | None,
     disconnected: Callable[[], Awaitable[bool]],
     poll_s: float = POLL_S,
     keepalive_s: float = KEEPALIVE_S,
@@ -34,7 +35,9 @@ async def status_events(
     yield "retry: 2000\n\n"
     while True:
         async with sessionmaker() as session:
-            payload = await job_service.get_status(session=session, cache=cache, job_id=job_id)
+            payload = await job_service.get_status(
+                session=session, cache=cache, job_id=job_id, owner=owner
+            )
         text = json.dumps(payload)
         if text != last:
             sent += 1

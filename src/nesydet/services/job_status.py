@@ -66,7 +66,7 @@ def job_status_payload(job: Job) -> dict[str, Any]:
 
 async def publish(cache: StatusCache, job: Job) -> None:
     """Put a just-committed job's status in the cache (unless a newer one is there)."""
-    await cache.put(job.id, job.version, job_status_payload(job))
+    await cache.put(job.id, job.version, job.owner_id, job_status_payload(job))
 
 
 def is_terminal(status: str) -> bool:

@@ -16,14 +16,12 @@ from nesydet.db import session as uow
 from nesydet.db.base import utcnow
 from nesydet.db.models import Job, JobFile, Upload, UploadedFile
 from nesydet.db.repositories import jobs as job_repo
-from nesydet.db.repositories import uploads as upload_repo
 from nesydet.domain import ACTIVE_STATUSES, JobStatus
 from nesydet.errors import (
     InvalidConfig,
     InvalidFileIds,
     JobNotCancellable,
     JobNotFound,
-    UploadNotFound,
     ValidationFailed,
 )
 from nesydet.ids import new_id
@@ -33,7 +31,8 @@ from nesydet.schemas.jobs import JobConfig, PredictRequest
 from nesydet.services.assets import available, resolve_inside
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.job_status import job_status_payload, publish
-from nesydet.services.status_cache import StatusCache
+from nesydet.services.status_cache import CachedStatus, StatusCache
+from nesydet.services.uploads import get_upload
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +103,19 @@ async def create_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     cache: StatusCache,
     request: PredictRequest,
+    owner: str | None,
 ) -> Job:
     """Validate a predict request, commit the job, then send its task.
 
+    ``owner`` limits the uploads the caller may use (None: any). The job belongs to the
+    upload's owner.
+
     Raises:
-        UploadNotFound: the upload does not exist.
+        UploadNotFound: the upload does not exist, is another owner's, or has expired.
         InvalidFileIds: some ``file_ids`` are not files of that upload.
         InvalidConfig: the model or rules file named by the config is not available.
     """
-    upload = await upload_repo.get(session=session, upload_id=request.upload_id)
-    if upload is None:
-        raise UploadNotFound("Upload not found", details=f"no upload with id {request.upload_id}")
+    upload = await get_upload(session=session, upload_id=request.upload_id, owner=owner)
     files = _chosen_files(upload, request.file_ids)
     model = check_assets(request.config, settings)
     now = utcnow()
@@ -126,6 +127,7 @@ async def create_job(
     job = Job(
         id=new_id("job"),
         upload_id=upload.id,
+        owner_id=upload.owner_id,
         status=JobStatus.QUEUED,
         config=config,
         model_name=model_label(model),
@@ -183,47 +185,68 @@ def _chosen_files(upload: Upload, file_ids: list[str] | None) -> list[UploadedFi
     return [by_id[fid] for fid in file_ids]
 
 
-async def get_job(*, session: AsyncSession, job_id: str) -> Job:
-    """Return the job, or raise JobNotFound."""
-    job = await job_repo.get(session=session, job_id=job_id)
+def _unknown_job(job_id: str) -> JobNotFound:
+    # The same answer for a job that does not exist and for another owner's.
+    return JobNotFound("Job not found", details=f"no job with id {job_id}")
+
+
+async def get_job(*, session: AsyncSession, job_id: str, owner: str | None) -> Job:
+    """Return the job (only ``owner``'s, when given), or raise JobNotFound."""
+    job = await job_repo.get(session=session, job_id=job_id, owner=owner)
     if job is None:
-        raise JobNotFound("Job not found", details=f"no job with id {job_id}")
+        raise _unknown_job(job_id)
     return job
 
 
-async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: str) -> dict[str, Any]:
-    """Return the status payload: from the cache when fresh there, else from the database."""
+async def _status(
+    *, session: AsyncSession, cache: StatusCache, job_id: str, owner: str | None
+) -> CachedStatus:
     cached = await cache.get(job_id)
-    if cached is not None:
-        return cached
-    job = await get_job(session=session, job_id=job_id)
-    await publish(cache, job)
-    return job_status_payload(job)
+    if cached is None:
+        job = await get_job(session=session, job_id=job_id, owner=owner)
+        await publish(cache, job)
+        payload = json.dumps(job_status_payload(job)).encode()
+        cached = CachedStatus(owner=job.owner_id, payload_json=payload)
+    if owner is not None and cached.owner != owner:
+        raise _unknown_job(job_id)
+    return cached
+
+
+async def get_status(
+    *, session: AsyncSession, cache: StatusCache, job_id: str, owner: str | None
+) -> dict[str, Any]:
+    """Return the status payload: from the cache when fresh there, else from the database."""
+    cached = await _status(session=session, cache=cache, job_id=job_id, owner=owner)
+    return cached.payload()
 
 
 async def status_body(
-    *, sessionmaker: async_sessionmaker[AsyncSession], cache: StatusCache, job_id: str
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: StatusCache,
+    job_id: str,
+    owner: str | None,
 ) -> bytes:
     """Return the status endpoint's whole JSON body; the hot path of every poller.
 
-    A cache hit costs one Redis read and no JSON work (the cached text is the payload); only
-    a miss opens a database session.
+    A cache hit costs one Redis read and no JSON work (the cached text is the payload, and
+    the entry names the owner); only a miss opens a database session.
     """
-    payload = await cache.get_json(job_id)
-    if payload is None:
-        async with sessionmaker() as session:
-            status = await get_status(session=session, cache=cache, job_id=job_id)
-        payload = json.dumps(status).encode()
-    return b'{"status":"success","data":' + payload + b"}"
+    async with sessionmaker() as session:  # connects only on a cache miss
+        cached = await _status(session=session, cache=cache, job_id=job_id, owner=owner)
+    return b'{"status":"success","data":' + cached.payload_json + b"}"
 
 
-async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) -> Job:
+async def cancel_job(
+    *, session: AsyncSession, cache: StatusCache, job_id: str, owner: str | None
+) -> Job:
     """Cancel a queued or processing job; a running one stops before its next image.
 
     Raises:
         JobNotFound: no such job.
         JobNotCancellable: the job already completed or failed.
     """
+    await get_job(session=session, job_id=job_id, owner=owner)
     now = utcnow()
     cancelled = await job_repo.transition(
         session=session,
@@ -237,7 +260,7 @@ async def cancel_job(*, session: AsyncSession, cache: StatusCache, job_id: str) 
         },
     )
     if cancelled is None:
-        job = await get_job(session=session, job_id=job_id)
+        job = await get_job(session=session, job_id=job_id, owner=owner)
         if job.status == JobStatus.CANCELLED:
             return job
         raise JobNotCancellable(
@@ -281,11 +304,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_jobs(
-    *, session: AsyncSession, status: str | None, limit: int, cursor: str | None
+    *,
+    session: AsyncSession,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    owner: str | None,
 ) -> tuple[list[Job], str | None]:
-    """Return a page of jobs, newest first, and the cursor of the next page."""
+    """Return a page of jobs (``owner``'s, when given), newest first, and the next cursor."""
     before = decode_cursor(cursor) if cursor else None
-    jobs = await job_repo.list_page(session=session, status=status, limit=limit + 1, before=before)
+    jobs = await job_repo.list_page(
+        session=session, status=status, limit=limit + 1, before=before, owner=owner
+    )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (encode_cursor(jobs[-1]) if more and jobs else None)

@@ -68,9 +68,9 @@ def detection_row(det: Detection, idx: int) -> dict[str, Any]:
     }
 
 
-async def completed_job(*, session: AsyncSession, job_id: str) -> Job:
+async def completed_job(*, session: AsyncSession, job_id: str, owner: str | None) -> Job:
     """Return the job if it has completed; JobNotFound or ResultsNotReady otherwise."""
-    job = await get_job(session=session, job_id=job_id)
+    job = await get_job(session=session, job_id=job_id, owner=owner)
     if job.status != JobStatus.COMPLETED:
         reason = {
             JobStatus.QUEUED: "Job is still queued",
@@ -119,10 +119,15 @@ def _size(result: FileResult) -> tuple[int, int]:
 
 
 async def results(
-    *, session: AsyncSession, job_id: str, fmt: ResultFormat, file_id: str | None
+    *,
+    session: AsyncSession,
+    job_id: str,
+    fmt: ResultFormat,
+    file_id: str | None,
+    owner: str | None,
 ) -> dict[str, Any]:
     """Return the ``data`` of the results endpoint in the requested format."""
-    job = await completed_job(session=session, job_id=job_id)
+    job = await completed_job(session=session, job_id=job_id, owner=owner)
     files = await _file_results(session=session, job=job, file_id=file_id)
     data: dict[str, Any] = {"job_id": job.id, "format": fmt}
     if fmt == "json":
@@ -167,9 +172,11 @@ async def results(
     return data
 
 
-async def labels_text(*, session: AsyncSession, job_id: str, file_id: str) -> str:
+async def labels_text(
+    *, session: AsyncSession, job_id: str, file_id: str, owner: str | None
+) -> str:
     """Return one file's YOLO label text."""
-    job = await completed_job(session=session, job_id=job_id)
+    job = await completed_job(session=session, job_id=job_id, owner=owner)
     [result] = await _file_results(session=session, job=job, file_id=file_id)
     return export.to_yolo(result.detections, *_size(result))
 
@@ -199,9 +206,10 @@ async def visualizations(
     job_id: str,
     file_id: str | None,
     fmt: Literal["url", "base64"],
+    owner: str | None,
 ) -> dict[str, Any]:
     """Return the ``data`` of the visualization endpoint (URLs, or one file inline)."""
-    job = await completed_job(session=session, job_id=job_id)
+    job = await completed_job(session=session, job_id=job_id, owner=owner)
     files = await _job_files(session=session, job=job, file_id=file_id)
     if fmt == "url":
         return {
@@ -249,10 +257,16 @@ class Artefact:
 
 
 async def artefact(
-    *, session: AsyncSession, file_id: str, kind: ArtefactKind, job_id: str | None
+    *,
+    session: AsyncSession,
+    file_id: str,
+    kind: ArtefactKind,
+    job_id: str | None,
+    owner: str | None,
 ) -> Artefact:
-    """Return the stored object behind ``/api/v1/files/{file_id}/{kind}``."""
-    upload_file = await upload_repo.get_file(session=session, file_id=file_id)
+    """Return the stored object behind ``/api/v1/files/{file_id}/{kind}`` (only of a file of
+    ``owner``'s, when given)."""
+    upload_file = await upload_repo.get_file(session=session, file_id=file_id, owner=owner)
     if upload_file is None:
         raise FileNotFound("File not found", details=f"no file with id {file_id}")
     if kind == "original":

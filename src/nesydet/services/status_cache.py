@@ -6,7 +6,8 @@ states expire quickly, and readers fall back to the database on a miss or any Re
 Writers race: a worker's progress write and the API's cancel can commit in one order and reach
 Redis in the other. Every entry therefore carries the job row's ``version`` (bumped by each
 write that changes the status), and a script on the server stores an entry only when it is
-newer than the one there, so the cached status never goes backwards.
+newer than the one there, so the cached status never goes backwards. Each entry also names
+the job's owner, so that a poll is checked against its caller without the database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -28,8 +30,8 @@ _PREFIX = "nesydet:job-status:"
 LIVE_TTL_S = 30
 READ_RETRY_AFTER_S = 5.0
 
-# KEYS[1] the job's key; ARGV: version, payload JSON, expiry in seconds. Entries are stored as
-# "<version>:<json>" so the script compares versions without decoding JSON.
+# KEYS[1] the job's key; ARGV: version, entry text, expiry in seconds. Entries are stored as
+# "<version>:<owner>:<json>" so the script compares versions without decoding JSON.
 _PUT_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -41,26 +43,40 @@ return 1
 """
 
 
+@dataclass(frozen=True, slots=True)
+class CachedStatus:
+    """A cached status: whose job it is (None: no owner), and the payload's JSON text."""
+
+    owner: str | None
+    payload_json: bytes
+
+    def payload(self) -> dict[str, Any]:
+        """Return the payload decoded."""
+        value: dict[str, Any] = json.loads(self.payload_json)
+        return value
+
+
 def _ttl(payload: dict[str, Any], final_ttl: int) -> int:
     return final_ttl if payload.get("status") in TERMINAL_STATUSES else LIVE_TTL_S
 
 
-def _payload_text(raw: bytes | str) -> bytes | None:
-    """Return the JSON text of a stored entry ("<version>:<json>")."""
+def _entry(raw: bytes | str) -> CachedStatus | None:
+    """Return the parts of a stored entry ("<version>:<owner>:<json>")."""
     if isinstance(raw, str):
         raw = raw.encode()
-    _version, sep, text = raw.partition(b":")
-    return text if sep else None
+    parts = raw.split(b":", 2)
+    if len(parts) != 3:
+        return None
+    return CachedStatus(owner=parts[1].decode() or None, payload_json=parts[2])
 
 
 class StatusCache(Protocol):
-    async def get(self, job_id: str) -> dict[str, Any] | None:
-        """Return the cached status payload, or None."""
+    async def get(self, job_id: str) -> CachedStatus | None:
+        """Return the cached status, or None."""
 
-    async def get_json(self, job_id: str) -> bytes | None:
-        """Return the cached status payload as JSON text, or None (the cheap read)."""
-
-    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
+    async def put(
+        self, job_id: str, version: int, owner: str | None, payload: dict[str, Any]
+    ) -> None:
         """Cache a status payload that was just committed, unless a newer one is cached."""
 
     async def close(self) -> None:
@@ -70,15 +86,13 @@ class StatusCache(Protocol):
 class NoStatusCache:
     """The embedded set-up has no Redis: every read goes to the database."""
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str) -> CachedStatus | None:
         """Return None: nothing is cached."""
         return None
 
-    async def get_json(self, job_id: str) -> bytes | None:
-        """Return None: nothing is cached."""
-        return None
-
-    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
+    async def put(
+        self, job_id: str, version: int, owner: str | None, payload: dict[str, Any]
+    ) -> None:
         """Do nothing."""
 
     async def close(self) -> None:
@@ -96,16 +110,8 @@ class RedisStatusCache:
         self._final_ttl = final_ttl_s
         self._reads_off_until = 0.0
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
-        """Return the cached payload; None on a miss or when Redis fails."""
-        text = await self.get_json(job_id)
-        if text is None:
-            return None
-        value: dict[str, Any] = json.loads(text)
-        return value
-
-    async def get_json(self, job_id: str) -> bytes | None:
-        """Return the cached payload's JSON text; None on a miss or when Redis fails.
+    async def get(self, job_id: str) -> CachedStatus | None:
+        """Return the cached status; None on a miss or when Redis fails.
 
         After a failed read, reads skip Redis for a few seconds and go to the database, so a
         frozen Redis costs one timeout, not one per poll.
@@ -118,19 +124,20 @@ class RedisStatusCache:
             self._reads_off_until = time.monotonic() + READ_RETRY_AFTER_S
             log.warning("status cache read failed", extra={"error": repr(exc)})
             return None
-        return None if raw is None else _payload_text(raw)
+        return None if raw is None else _entry(raw)
 
-    async def put(self, job_id: str, version: int, payload: dict[str, Any]) -> None:
+    async def put(
+        self, job_id: str, version: int, owner: str | None, payload: dict[str, Any]
+    ) -> None:
         """Store the payload if it is newer than the cached one; a failure costs a read later.
 
         When the write fails the entry is dropped if possible, so that readers go to the
         database instead of trusting an entry that may now be behind it.
         """
         key = _PREFIX + job_id
+        text = f"{owner or ''}:{json.dumps(payload)}"
         try:
-            await self._put(
-                keys=[key], args=[version, json.dumps(payload), _ttl(payload, self._final_ttl)]
-            )
+            await self._put(keys=[key], args=[version, text, _ttl(payload, self._final_ttl)])
         except redis.RedisError as exc:
             log.warning("status cache write failed", extra={"error": repr(exc)})
             try:

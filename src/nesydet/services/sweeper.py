@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +32,9 @@ from nesydet.services import idempotency
 from nesydet.services.broker_scan import jobs_in_broker
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.job_status import publish
+from nesydet.services.retention import cleanup
 from nesydet.services.status_cache import StatusCache, make_status_cache
+from nesydet.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +209,16 @@ class Sweeper:
         settings: Settings,
         dispatcher: Dispatcher,
         cache: StatusCache,
+        storage: Storage,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._dispatcher = dispatcher
         self._cache = cache
+        self._storage = storage
         self._interval = settings.sweeper_interval_s
         self._lost = LostMessages()
+        self._next_cleanup = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -230,12 +236,26 @@ class Sweeper:
                     cache=self._cache,
                     lost=self._lost,
                 )
+                await self._cleanup_when_due()
             except Exception as exc:  # a failed pass is logged; the next one tries again
                 if is_unavailable(exc):
                     log.warning("sweep skipped: the database cannot be reached")
                 else:
                     log.exception("sweep failed")
             await asyncio.sleep(self._interval)
+
+    async def _cleanup_when_due(self) -> None:
+        """Run retention every ``cleanup_interval_s`` (each API process: deleting is idempotent
+        and an upload is marked expired by one of them only)."""
+        every = self._settings.cleanup_interval_s
+        if every <= 0 or time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + every
+        await cleanup(
+            sessionmaker=self._sessionmaker,
+            storage=self._storage,
+            older_than=timedelta(days=self._settings.retention_days),
+        )
 
     async def stop(self) -> None:
         """Stop sweeping."""

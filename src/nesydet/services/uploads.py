@@ -19,6 +19,7 @@ from nesydet.db.repositories import uploads as upload_repo
 from nesydet.errors import NoFiles, StorageError, TooManyFiles, UploadNotFound, UploadRejected
 from nesydet.ids import FILE, UPLOAD, new_id
 from nesydet.observability import metrics
+from nesydet.schemas.common import iso_z
 from nesydet.schemas.uploads import UploadData, UploadedFileOut
 from nesydet.services import idempotency
 from nesydet.services.idempotency import IdempotentRequest, Replay
@@ -98,12 +99,12 @@ async def create_upload(
     content_type: str | None,
     body: AsyncIterator[bytes],
     client_address: str | None,
+    owner_id: str | None,
     idempotent: IdempotentRequest | None = None,
 ) -> Upload | Replay:
     """Receive, validate and store a batch of images; all of it is accepted, or none of it.
 
-    With ``idempotent``, a batch already stored under that key (same files) is not stored
-    again: the first response comes back as a :class:`Replay`.
+    With ``idempotent``, a batch stored under that key (same files) comes back as a Replay.
 
     Raises:
         UploadRejected: one or more files failed; ``errors`` lists each with its code.
@@ -143,6 +144,7 @@ async def create_upload(
             upload_id=upload_id,
             accepted=accepted,
             client_address=client_address,
+            owner_id=owner_id,
         )
     finally:
         for task in checks.values():
@@ -234,9 +236,11 @@ async def _store(
     upload_id: str,
     accepted: list[tuple[ReceivedFile, ImageInfo]],
     client_address: str | None,
+    owner_id: str | None,
 ) -> Upload:
     upload = Upload(
         id=upload_id,
+        owner_id=owner_id,
         file_count=len(accepted),
         total_bytes=sum(part.size for part, _ in accepted),
         client_address=client_address,
@@ -282,15 +286,22 @@ async def _store(
     return upload
 
 
-async def get_upload(*, session: AsyncSession, upload_id: str) -> Upload:
-    """Return the upload with its files.
+async def get_upload(*, session: AsyncSession, upload_id: str, owner: str | None) -> Upload:
+    """Return the upload with its files (only ``owner``'s, when given).
 
     Raises:
-        UploadNotFound: no such upload.
+        UploadNotFound: no such upload, another owner's (answered alike), or one whose files
+            were deleted by retention (the details say so).
     """
-    upload = await upload_repo.get(session=session, upload_id=upload_id)
+    upload = await upload_repo.get(session=session, upload_id=upload_id, owner=owner)
     if upload is None:
         raise UploadNotFound("Upload not found", details=f"no upload with id {upload_id}")
+    if upload.expired_at is not None:
+        raise UploadNotFound(
+            "Upload expired, please re-upload images",
+            details=f"upload {upload_id} expired on {iso_z(upload.expired_at)}: its images "
+            "were deleted after the retention period; upload them again",
+        )
     return upload
 
 

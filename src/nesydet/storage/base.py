@@ -56,8 +56,8 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Delete one object; a missing one is not an error."""
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every object under ``prefix/``."""
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        """Delete every object under ``prefix/``; return how many objects and bytes."""
 
     def check(self) -> None:
         """Raise StorageFailure unless the backend can be written and read now."""

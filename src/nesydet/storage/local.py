@@ -109,11 +109,22 @@ class LocalStorage:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Remove a whole directory of objects."""
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        """Remove a whole directory of objects; return how many files and bytes it held."""
         path = self._path(prefix)
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+        if not path.is_dir():
+            return 0, 0
+        objects = size = 0
+        for item in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                if item.is_file():
+                    objects += 1
+                    size += item.stat().st_size
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise StorageFailure(f"could not delete {prefix}/: {exc.strerror or exc}") from exc
+        return objects, size
 
     def check(self) -> None:
         """Write, read back and delete a probe file under the root."""

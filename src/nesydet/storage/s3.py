@@ -92,17 +92,23 @@ class S3Storage:
         """Delete one object."""
         self._call("delete", key, self._client.delete_object, Key=validate_key(key))
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every object under ``prefix/``."""
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        """Delete every object under ``prefix/``; return how many objects and bytes."""
         validate_key(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
+        objects = size = 0
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
-                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-                if keys:
-                    self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                items = page.get("Contents", [])
+                if items:
+                    self._client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": [{"Key": i["Key"]} for i in items]}
+                    )
+                    objects += len(items)
+                    size += sum(int(i.get("Size", 0)) for i in items)
         except (BotoCoreError, ClientError) as exc:
             raise StorageFailure(f"could not delete {prefix}/: {exc}") from exc
+        return objects, size
 
     def check(self) -> None:
         """Raise unless the bucket is reachable."""

@@ -10,6 +10,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from nesydet.api.auth import ReaderDep
 from nesydet.api.deps import SessionDep, StorageDep
 from nesydet.api.params import FileIdPath, JobIdQuery
 from nesydet.errors import FileNotFound, StorageError
@@ -19,8 +20,13 @@ from nesydet.storage import Storage, StorageFailure
 
 router = APIRouter(prefix="/api/v1", tags=["files"])
 
-IMMUTABLE = "public, max-age=31536000, immutable"
-REVALIDATE = "no-cache"
+
+def cache_control(immutable: bool, *, private: bool) -> str:
+    """Return how long a response may be kept, and by whom: an account's images only by the
+    client itself (``private``), never by a shared cache."""
+    if not immutable:
+        return "private, no-cache" if private else "no-cache"
+    return f"{'private' if private else 'public'}, max-age=31536000, immutable"
 
 
 def content_disposition(filename: str, *, attachment: bool) -> str:
@@ -71,10 +77,13 @@ async def get_file(
     request: Request,
     session: SessionDep,
     storage: StorageDep,
+    principal: ReaderDep,
     job_id: JobIdQuery = None,
 ) -> Response:
     """Return the image bytes with caching headers."""
-    item = await result_service.artefact(session=session, file_id=file_id, kind=kind, job_id=job_id)
+    item = await result_service.artefact(
+        session=session, file_id=file_id, kind=kind, job_id=job_id, owner=principal.owner
+    )
     try:
         stat = await anyio.to_thread.run_sync(storage.stat, item.key)
     except StorageFailure as exc:
@@ -86,7 +95,7 @@ async def get_file(
     etag = f'"{stat.etag}"'
     headers = {
         "ETag": etag,
-        "Cache-Control": IMMUTABLE if item.immutable else REVALIDATE,
+        "Cache-Control": cache_control(item.immutable, private=principal.via != "none"),
         # An original is the client's file as sent: a download, never rendered by a browser
         # (a PNG that is also HTML or ZIP is a valid PNG). Our own JPEGs may show inline.
         "Content-Disposition": content_disposition(item.filename, attachment=kind == "original"),

@@ -3,11 +3,12 @@ and a Server-Sent Events stream of status changes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from nesydet.api.auth import ReaderDep, WriterDep
 from nesydet.api.deps import (
     DispatcherDep,
     IdempotencyDep,
@@ -17,9 +18,11 @@ from nesydet.api.deps import (
     StatusCacheDep,
     StorageDep,
 )
-from nesydet.api.params import FileIdPath, FileIdQuery, JobIdPath
+from nesydet.api.params import JobIdPath
 from nesydet.api.responses import remembered, replay_response
+from nesydet.api.routers.results import JOB_404
 from nesydet.domain import JobStatus
+from nesydet.ids import USER, id_pattern
 from nesydet.schemas.common import error_responses
 from nesydet.schemas.jobs import (
     STATUS_EXAMPLES,
@@ -30,15 +33,8 @@ from nesydet.schemas.jobs import (
     PredictRequest,
     PredictResponse,
 )
-from nesydet.schemas.results import (
-    RESULTS_EXAMPLES,
-    VISUALIZATION_EXAMPLES,
-    ResultsResponse,
-    VisualizationResponse,
-)
-from nesydet.services import idempotency
+from nesydet.services import idempotency, retention
 from nesydet.services import jobs as job_service
-from nesydet.services import results as result_service
 from nesydet.services.job_events import status_events
 from nesydet.services.job_status import job_status_payload, list_item, status_url
 
@@ -49,13 +45,6 @@ _KEY_REUSED = (
     "IDEMPOTENCY_KEY_REUSED",
     "This Idempotency-Key was used with a different request",
     "key 'abc' was first sent with another body; use a new key for a new request",
-)
-_JOB_404 = (404, "JOB_NOT_FOUND", "Job not found", "no job with id job_000000000000")
-_NOT_READY = (404, "RESULTS_NOT_READY", "Results not available", "Job is still processing")
-_RESULT_ERRORS = error_responses(
-    _JOB_404,
-    _NOT_READY,
-    (404, "FILE_NOT_FOUND", "File not in this job", "img_x is not a file of job_abc123xyz789"),
 )
 _PREDICT_EXAMPLE = {
     "status": "accepted",
@@ -131,6 +120,7 @@ async def predict(
     sessionmaker: SessionmakerDep,
     cache: StatusCacheDep,
     idempotent: IdempotencyDep,
+    principal: WriterDep,
 ) -> PredictResponse | JSONResponse:
     """Create and queue a job."""
     if idempotent is not None:
@@ -148,6 +138,7 @@ async def predict(
         sessionmaker=sessionmaker,
         cache=cache,
         request=body,
+        owner=principal.owner,
     )
     config = body.config.model_copy(update={"model_path": job.config["model_path"]})
     response = PredictResponse(
@@ -199,13 +190,22 @@ async def predict(
 )
 async def list_jobs(
     session: SessionDep,
+    principal: ReaderDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    owner: Annotated[
+        str | None,
+        Query(pattern=id_pattern(USER), description="admins and viewers: only this user's jobs"),
+    ] = None,
 ) -> JobListResponse:
-    """Return a page of jobs."""
+    """Return a page of the caller's jobs (everyone's for an admin or a viewer)."""
     jobs, next_cursor = await job_service.list_jobs(
-        session=session, status=status.value if status else None, limit=limit, cursor=cursor
+        session=session,
+        status=status.value if status else None,
+        limit=limit,
+        cursor=cursor,
+        owner=principal.owner or owner,
     )
     return JobListResponse(
         data=JobListData(jobs=[list_item(j) for j in jobs], next_cursor=next_cursor)
@@ -220,14 +220,16 @@ async def list_jobs(
     description="Cheap to poll: served from the status cache when there is one.",
     responses={
         200: {"content": {"application/json": {"examples": STATUS_EXAMPLES}}},
-        **error_responses(_JOB_404),
+        **error_responses(JOB_404),
     },
 )
 async def job_status(
-    job_id: JobIdPath, sessionmaker: SessionmakerDep, cache: StatusCacheDep
+    job_id: JobIdPath, sessionmaker: SessionmakerDep, cache: StatusCacheDep, principal: ReaderDep
 ) -> Response:
     """Return the job's status and progress."""
-    body = await job_service.status_body(sessionmaker=sessionmaker, cache=cache, job_id=job_id)
+    body = await job_service.status_body(
+        sessionmaker=sessionmaker, cache=cache, job_id=job_id, owner=principal.owner
+    )
     return Response(body, media_type="application/json")
 
 
@@ -242,7 +244,7 @@ async def job_status(
     responses={
         200: {"content": {"application/json": {"example": STATUS_EXAMPLES["cancelled"]["value"]}}},
         **error_responses(
-            _JOB_404,
+            JOB_404,
             (
                 409,
                 "JOB_NOT_CANCELLABLE",
@@ -252,9 +254,13 @@ async def job_status(
         ),
     },
 )
-async def cancel(job_id: JobIdPath, session: SessionDep, cache: StatusCacheDep) -> JSONResponse:
+async def cancel(
+    job_id: JobIdPath, session: SessionDep, cache: StatusCacheDep, principal: WriterDep
+) -> JSONResponse:
     """Cancel the job."""
-    job = await job_service.cancel_job(session=session, cache=cache, job_id=job_id)
+    job = await job_service.cancel_job(
+        session=session, cache=cache, job_id=job_id, owner=principal.owner
+    )
     return JSONResponse({"status": "success", "data": job_status_payload(job)})
 
 
@@ -276,7 +282,7 @@ async def cancel(job_id: JobIdPath, session: SessionDep, cache: StatusCacheDep) 
                 }
             }
         },
-        **error_responses(_JOB_404),
+        **error_responses(JOB_404),
     },
 )
 async def events(
@@ -285,11 +291,17 @@ async def events(
     session: SessionDep,
     sessionmaker: SessionmakerDep,
     cache: StatusCacheDep,
+    principal: ReaderDep,
 ) -> StreamingResponse:
     """Stream the job's status changes until it ends."""
-    await job_service.get_job(session=session, job_id=job_id)  # 404 before the stream starts
+    owner = principal.owner
+    await job_service.get_job(session=session, job_id=job_id, owner=owner)  # 404 first
     stream = status_events(
-        sessionmaker=sessionmaker, cache=cache, job_id=job_id, disconnected=request.is_disconnected
+        sessionmaker=sessionmaker,
+        cache=cache,
+        job_id=job_id,
+        owner=owner,
+        disconnected=request.is_disconnected,
     )
     return StreamingResponse(
         stream,
@@ -298,70 +310,22 @@ async def events(
     )
 
 
-@router.get(
-    "/jobs/{job_id}/results",
-    response_model=ResultsResponse,
-    summary="Detections of a completed job",
-    description=(
-        "`format=json` (default) gives each file's detections with `bbox` (pixels, xyxy), "
-        "`bbox_normalized` (YOLO), the oriented `polygon` for OBB models and the reasoning "
-        "trace; `yolo` gives label text per file; `coco` a whole COCO document; `voc` Pascal "
-        "VOC XML per file."
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a finished job and its results",
+    description="Refused (409 `JOB_RUNNING`) while the job is queued or running: cancel it first.",
+    responses=error_responses(
+        JOB_404,
+        (409, "JOB_RUNNING", "The job is queued or running: cancel it first", "job is queued"),
     ),
-    responses={
-        200: {"content": {"application/json": {"examples": RESULTS_EXAMPLES}}},
-        **_RESULT_ERRORS,
-    },
 )
-async def results(
-    job_id: JobIdPath,
-    session: SessionDep,
-    format: Annotated[Literal["json", "yolo", "coco", "voc"], Query()] = "json",
-    file_id: FileIdQuery = None,
-) -> ResultsResponse:
-    """Return the job's detections in the requested format."""
-    data = await result_service.results(session=session, job_id=job_id, fmt=format, file_id=file_id)
-    return ResultsResponse(data=data)
-
-
-@router.get(
-    "/jobs/{job_id}/results/{file_id}/labels.txt",
-    response_class=PlainTextResponse,
-    summary="YOLO label file of one image",
-    responses={
-        200: {"content": {"text/plain": {"example": "0 0.104 0.185 0.104 0.093 0.95\n"}}},
-        **_RESULT_ERRORS,
-    },
-)
-async def labels(job_id: JobIdPath, file_id: FileIdPath, session: SessionDep) -> PlainTextResponse:
-    """Return one file's labels as a text file."""
-    text = await result_service.labels_text(session=session, job_id=job_id, file_id=file_id)
-    return PlainTextResponse(
-        text, headers={"Content-Disposition": f'attachment; filename="{file_id}.txt"'}
+async def delete_job(
+    job_id: JobIdPath, session: SessionDep, storage: StorageDep, principal: WriterDep
+) -> Response:
+    """Delete the job."""
+    await retention.delete_job(
+        session=session, storage=storage, job_id=job_id, owner=principal.owner
     )
-
-
-@router.get(
-    "/jobs/{job_id}/visualization",
-    response_model=VisualizationResponse,
-    summary="Annotated images of a completed job",
-    description=(
-        "`format=url` (default) gives links; `format=base64` gives one file's images inline."
-    ),
-    responses={
-        200: {"content": {"application/json": {"examples": VISUALIZATION_EXAMPLES}}},
-        **_RESULT_ERRORS,
-    },
-)
-async def visualization(
-    job_id: JobIdPath,
-    session: SessionDep,
-    storage: StorageDep,
-    file_id: FileIdQuery = None,
-    format: Annotated[Literal["url", "base64"], Query()] = "url",
-) -> VisualizationResponse:
-    """Return the job's visualizations."""
-    data: dict[str, Any] = await result_service.visualizations(
-        session=session, storage=storage, job_id=job_id, file_id=file_id, fmt=format
-    )
-    return VisualizationResponse(data=data)
+    return Response(status_code=204)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from nesydet.api.auth import ReaderDep, WriterDep
 from nesydet.api.deps import CheckerDep, IdempotencyDep, SessionDep, SettingsDep, StorageDep
 from nesydet.api.params import UploadIdPath
 from nesydet.api.responses import remembered, replay_response
 from nesydet.schemas.common import error_responses
 from nesydet.schemas.uploads import UPLOAD_EXAMPLE, UploadResponse
+from nesydet.services import retention
 from nesydet.services import uploads as upload_service
 from nesydet.services.idempotency import Replay
 
@@ -103,6 +105,7 @@ async def upload_images(
     settings: SettingsDep,
     checker: CheckerDep,
     idempotent: IdempotencyDep,
+    principal: WriterDep,
 ) -> UploadResponse | JSONResponse:
     """Store a batch of images and return their ids."""
     outcome = await upload_service.create_upload(
@@ -113,6 +116,7 @@ async def upload_images(
         content_type=request.headers.get("content-type"),
         body=request.stream(),
         client_address=request.client.host if request.client else None,
+        owner_id=principal.user_id,
         idempotent=idempotent,
     )
     if isinstance(outcome, Replay):
@@ -137,9 +141,37 @@ async def upload_images(
         ),
     },
 )
-async def get_upload(upload_id: UploadIdPath, session: SessionDep) -> UploadResponse:
+async def get_upload(
+    upload_id: UploadIdPath, session: SessionDep, principal: ReaderDep
+) -> UploadResponse:
     """Return an upload and its files."""
-    upload = await upload_service.get_upload(session=session, upload_id=upload_id)
+    upload = await upload_service.get_upload(
+        session=session, upload_id=upload_id, owner=principal.owner
+    )
     return UploadResponse(
         message=f"upload with {upload.file_count} files", data=upload_service.upload_data(upload)
     )
+
+
+@router.delete(
+    "/uploads/{upload_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete an upload and everything made from it",
+    description=(
+        "The images, every job on them with its detections, labels and annotated images. "
+        "Refused (409 `UPLOAD_IN_USE`) while a job on it is queued or running."
+    ),
+    responses=error_responses(
+        (404, "UPLOAD_NOT_FOUND", "Upload not found", "no upload with id upl_000000000000"),
+        (409, "UPLOAD_IN_USE", "A queued or running job uses this upload", "cancel it first"),
+    ),
+)
+async def delete_upload(
+    upload_id: UploadIdPath, session: SessionDep, storage: StorageDep, principal: WriterDep
+) -> Response:
+    """Delete the upload."""
+    await retention.delete_upload(
+        session=session, storage=storage, upload_id=upload_id, owner=principal.owner
+    )
+    return Response(status_code=204)

@@ -23,9 +23,14 @@ async def add(*, session: AsyncSession, job: Job) -> None:
     await session.flush()
 
 
-async def get(*, session: AsyncSession, job_id: str, with_files: bool = False) -> Job | None:
-    """Return a job (optionally with its files and their uploads), or None."""
+async def get(
+    *, session: AsyncSession, job_id: str, with_files: bool = False, owner: str | None = None
+) -> Job | None:
+    """Return a job (optionally with its files and their uploads; only if ``owner``'s, when
+    given), or None."""
     stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    if owner is not None:
+        stmt = stmt.where(Job.owner_id == owner)
     if with_files:
         stmt = stmt.options(selectinload(Job.files))
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -37,9 +42,13 @@ async def list_page(
     status: str | None,
     limit: int,
     before: tuple[datetime, str] | None,
+    owner: str | None = None,
 ) -> list[Job]:
-    """Return up to ``limit`` jobs, newest first, older than the ``before`` key when given."""
+    """Return up to ``limit`` jobs (``owner``'s, when given), newest first, older than the
+    ``before`` key when given."""
     stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if owner is not None:
+        stmt = stmt.where(Job.owner_id == owner)
     if status is not None:
         stmt = stmt.where(Job.status == status)
     if before is not None:
@@ -367,3 +376,14 @@ async def live_workers(*, session: AsyncSession, since: datetime) -> int:
 async def prune_workers(*, session: AsyncSession, before: datetime) -> None:
     """Forget workers silent since ``before``."""
     await session.execute(delete(Worker).where(Worker.heartbeat_at < before))
+
+
+async def ids_of_upload(*, session: AsyncSession, upload_id: str) -> list[str]:
+    """Return the ids of an upload's jobs."""
+    stmt = select(Job.id).where(Job.upload_id == upload_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def remove(*, session: AsyncSession, job_id: str) -> None:
+    """Delete a job with its files and detections."""
+    await session.execute(delete(Job).where(Job.id == job_id))

@@ -35,9 +35,14 @@ class ArtefactKeys:
         }
 
 
+def results_prefix(job_id: str) -> str:
+    """Return the storage prefix under which all of a job's results lie."""
+    return f"results/{job_id}"
+
+
 def result_key(job_id: str, file_id: str, name: str) -> str:
     """Return the storage key of one artefact of a job's file."""
-    return f"results/{job_id}/{file_id}/{name}"
+    return f"{results_prefix(job_id)}/{file_id}/{name}"
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:
