@@ -87,6 +87,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NESYDET_STORAGE_ROOT=/data/storage \
     NESYDET_METRICS_DIR=/metrics-data \
     NESYDET_MODELS_DIR=/app/models \
+    NESYDET_ONNX_CACHE_DIR=/data/var/onnx \
     NESYDET_RULES_DIR=/app/rules \
     NESYDET_HOST=0.0.0.0 \
     NESYDET_PORT=8000 \

@@ -15,7 +15,7 @@ UV := $(VENV)/uv-$(UV_VERSION)/bin/uv
 
 # Debian/Ubuntu packages: what the worker needs to run, and what the tests need besides.
 RUN_PACKAGES := swi-prolog-nox libgl1 libglib2.0-0
-TEST_PACKAGES := $(RUN_PACKAGES) postgresql redis-server prometheus
+TEST_PACKAGES := $(RUN_PACKAGES) postgresql redis-server prometheus nginx
 
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := 0
@@ -45,7 +45,7 @@ export LOCK_DIGEST
 BUILD_REQUIRES := $(PY) -c 'import tomllib; \
 	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 
-.PHONY: help install lock check-lock run test lint format types imports unit bench clean \
+.PHONY: help install lock check-lock run test lint format types imports unit bench clean node-deps \
 	system-run system-test
 
 help:  ## list the targets
@@ -125,7 +125,19 @@ imports: install  ## check the layering contracts in .importlinter (import-linte
 unit: install  ## the unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
-test: check-lock system-test install lint types imports  ## the lock, lint, types, layering, all tests
+# The clients' Node packages (newman; openapi-typescript, openapi-fetch, typescript), exactly
+# their package-lock.json, from the npm cache where it has them; the tests fetch nothing.
+NODE_CLIENTS := clients/postman clients/typescript
+
+node-deps: $(NODE_CLIENTS:%=%/node_modules/.installed)  ## npm ci the clients' Node packages
+
+clients/%/node_modules/.installed: clients/%/package.json clients/%/package-lock.json
+	@command -v npm >/dev/null || { echo "missing: Node 18+ and npm"; \
+	  echo "run: sudo apt-get install -y nodejs npm"; exit 1; }
+	cd clients/$* && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: check-lock system-test install node-deps lint types imports  ## the lock, lint, types, layering, all tests
 	$(BIN)/python -m pytest -q -ra
 
 bench: system-test install  ## run the benchmarks in bench/
@@ -135,6 +147,14 @@ bench: system-test install  ## run the benchmarks in bench/
 	$(BIN)/python -m bench.auth_timing
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.capacity
+	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.batch
+	$(BIN)/python -m bench.download
+	$(BIN)/python -m bench.sahi_compare
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.gpu
 
 clean:  ## remove runtime state and caches (var/, tool caches; not .venv)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,10 @@
 Prints four tables (run with ``python -m bench.quality``; generates var/heldout if missing):
 
 (a) SAHI sliced inference vs one full-image prediction at the model's training size;
-(b) with vs without Prolog reasoning (precision, recall, mAP50 -- whichever way it goes);
+(b) with vs without Prolog reasoning on held-out plain scenes and on the same scenes with
+    look-alikes (``--lookalikes``), seed --reason-seed: precision, recall, mAP50, per rule how
+    often it fired and which true and false detections it dropped, and the time of the context
+    map and of reasoning (per image, per 1,000 detections, on a dense car park);
 (c) duplicates at slice borders: no merge, our rotated NMS, + border merge, SAHI's merge;
 (d) seconds per image by stage, and reasoning time for 1,000 detections.
 
@@ -31,6 +34,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_demo_model import offline_env  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
+from bench._reasoning import reasoning_section  # noqa: E402
+
 offline_env(ROOT / "var" / "yolo_cfg")  # before anything imports ultralytics
 
 from nesydet.pipeline import Pipeline, PipelineConfig, ReasoningConfig, SahiConfig  # noqa: E402
@@ -40,7 +45,7 @@ from nesydet.pipeline.detector import Detector  # noqa: E402
 from nesydet.pipeline.evaluate import EvalResult, ImageBoxes, evaluate  # noqa: E402
 from nesydet.pipeline.export import parse_yolo  # noqa: E402
 from nesydet.pipeline.image_io import load_image  # noqa: E402
-from nesydet.pipeline.nms import merge_slices  # noqa: E402
+from nesydet.pipeline.nms import BORDER_IOS, merge_slices  # noqa: E402
 from nesydet.pipeline.reasoning.facts import build_facts  # noqa: E402
 from nesydet.pipeline.types import Detection, RawDetections  # noqa: E402
 
@@ -124,12 +129,20 @@ def metrics_row(name: str, ev: EvalResult, extra: Sequence[object] = ()) -> list
 
 
 def border_duplicates(
-    pred: ImageBoxes, gt: ImageBoxes, windows: list[geo.Window], w: int, h: int
-) -> tuple[int, int, int]:
-    """Returns (ground-truth objects cut by a slice edge, how many were found, found twice or more).
+    pred: ImageBoxes,
+    gt: ImageBoxes,
+    windows: list[geo.Window],
+    w: int,
+    h: int,
+    sources: npt.NDArray[np.int64] | None = None,
+) -> tuple[int, int, int, int]:
+    """Returns (ground-truth objects cut by a slice edge, how many were found, found twice or
+    more, found twice or more by boxes of one slice only).
 
     A prediction "covers" an object when it has its class and IoU >= 0.3 or lies >= 60 %
-    inside it (a truncated partial box).
+    inside it (a truncated partial box). `sources` (the slice of each prediction) tells the
+    model's own double boxes, made inside one slice, from duplicates made by slicing; without
+    it the last count is 0.
     """
     gp = gt.polygons * np.array([w, h])
     pp = pred.polygons * np.array([w, h])
@@ -145,7 +158,7 @@ def border_duplicates(
         )
     idx = np.nonzero(cut)[0]
     if len(idx) == 0 or len(pp) == 0:
-        return len(idx), 0, 0
+        return len(idx), 0, 0, 0
     boxes = np.concatenate([env[idx], geo.polygon_envelopes(pp)])
     i, j = geo.candidate_pairs(boxes)
     n = len(idx)
@@ -158,8 +171,15 @@ def border_duplicates(
     ga, pa = geo.polygon_areas(gp[idx[a]]), geo.polygon_areas(pp[b])
     iou = geo.iou_from_parts(inter, ga, pa)
     inside = np.divide(inter, pa, out=np.zeros_like(inter), where=pa > 0)
-    cover = Counter(a[(iou >= 0.3) | (inside >= 0.6)].tolist())
-    return n, len(cover), sum(1 for c in cover.values() if c >= 2)
+    hit = (iou >= 0.3) | (inside >= 0.6)
+    cover = Counter(a[hit].tolist())
+    one_slice = 0
+    if sources is not None:
+        slices: dict[int, set[int]] = {}
+        for obj, box in zip(a[hit].tolist(), b[hit].tolist(), strict=True):
+            slices.setdefault(obj, set()).add(int(sources[box]))
+        one_slice = sum(1 for o, c in cover.items() if c >= 2 and len(slices[o]) == 1)
+    return n, len(cover), sum(1 for c in cover.values() if c >= 2), one_slice
 
 
 def sahi_postprocess(model_path: Path, images: list[Path]) -> list[ImageBoxes]:
@@ -220,7 +240,11 @@ def rules_load_speed(repeats: int = 5) -> tuple[float, float]:
 
 
 def reasoning_speed(pipe: Pipeline, n: int = 1000, repeats: int = 7) -> tuple[float, float]:
-    """Returns median seconds (facts in numpy, Prolog decide) for n random OBB detections."""
+    """Returns median seconds (facts in numpy, Prolog decide) for n random OBB detections.
+
+    The facts are those the pipeline sends for rules/dota.pl, context facts included, from
+    the surface map of a real held-out scene (the context map itself is timed apart).
+    """
     rng = np.random.default_rng(0)
     names = ["small_vehicle", "large_vehicle", "ship", "harbor", "plane", "storage_tank"]
     cls = [names[k] for k in rng.integers(0, len(names), n)]
@@ -231,13 +255,18 @@ def reasoning_speed(pipe: Pipeline, n: int = 1000, repeats: int = 7) -> tuple[fl
     polys = geo.obb_to_polygons(obb)
     env = geo.polygon_envelopes(polys)
     scores = rng.uniform(0.12, 1.0, n)
+    wanted = pipe.reasoner.facts_used("dota.pl")
+    scene = np.asarray(load_image(ensure_heldout()[0]).resize((3000, 3000)))
+    ctx = pipe.scene_context(scene)
+
+    def facts_now() -> str:
+        return build_facts(cls, scores, env, polys, (3000, 3000), CONF, context=ctx, wanted=wanted)
+
     facts_t, prolog_t = [], []
-    pipe.reasoner.decide(
-        "dota.pl", build_facts(cls, scores, env, polys, (3000, 3000), CONF), n, set(names)
-    )
+    pipe.reasoner.decide("dota.pl", facts_now(), n, set(names))
     for _ in range(repeats):
         t0 = time.perf_counter()
-        facts = build_facts(cls, scores, env, polys, (3000, 3000), CONF)
+        facts = facts_now()
         t1 = time.perf_counter()
         pipe.reasoner.decide("dota.pl", facts, n, set(names))
         t2 = time.perf_counter()
@@ -276,9 +305,18 @@ def onnx_section(
     print(f"speed-up: {statistics.mean(torch_t) / statistics.mean(times):.2f}x")
 
 
-RUN_KEYS = ("full", "sahi", "sahi_reason", "sahi_reason_lift", "raw", "nms", "nms_border")
+RUN_KEYS = (
+    "full",
+    "sahi",
+    "sahi_reason",
+    "sahi_reason_lift",
+    "raw",
+    "nms",
+    "nms_border_06",
+    "nms_border",
+)
 TIMED_KEYS = ("full", "sahi", "sahi_reason")
-MERGE_KEYS = ("raw", "nms", "nms_border")
+MERGE_KEYS = ("raw", "nms", "nms_border_06", "nms_border")
 
 
 @dataclass
@@ -289,7 +327,7 @@ class HeldoutRuns:
     secs: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in TIMED_KEYS})
     stage_t: dict[str, list[float]] = field(default_factory=dict)
     torch_inference_s: list[float] = field(default_factory=list)
-    dup: dict[str, list[tuple[int, int, int]]] = field(
+    dup: dict[str, list[tuple[int, int, int, int]]] = field(
         default_factory=lambda: {k: [] for k in MERGE_KEYS}
     )
     fired: Counter[str] = field(default_factory=Counter)
@@ -307,6 +345,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N held-out scenes")
     ap.add_argument("--no-sahi-merge", action="store_true", help="skip SAHI's own pipeline in (c)")
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX comparison (e)")
+    ap.add_argument(
+        "--reason-seed", type=int, default=2, help="held-out seed of (b) (1 tuned the rules)"
+    )
+    ap.add_argument("--reason-count", type=int, default=6, help="scenes per set in (b)")
+    ap.add_argument("--only-reasoning", action="store_true", help="run (b) only")
     return ap.parse_args(argv)
 
 
@@ -349,8 +392,9 @@ def run_lift(lift: Pipeline, img: Image.Image, runs: HeldoutRuns) -> None:
 
 def sliced_pass(
     det: Detector, img: Image.Image
-) -> tuple[list[geo.Window], dict[str, RawDetections]]:
-    """Returns the slice windows and one sliced pass of the model, merged three ways."""
+) -> tuple[list[geo.Window], dict[str, tuple[RawDetections, npt.NDArray[np.int64]]]]:
+    """Returns the slice windows and one sliced pass of the model merged four ways, each with
+    the slice of every kept box."""
     w, h = img.size
     arr = np.asarray(img)
     windows = geo.slice_windows(w, h, SLICE, SLICE, OVERLAP)
@@ -372,14 +416,17 @@ def sliced_pass(
             )
     raw = RawDetections.concat(parts, oriented=True)
     trunc, src = np.concatenate(flags), np.concatenate(srcs)
-    variants = {
-        "raw": raw,
-        "nms": raw.take(merge_slices(raw, iou_threshold=IOU, border_ios=None)),
-        "nms_border": raw.take(
-            merge_slices(raw, iou_threshold=IOU, truncated=trunc, border_ios=0.6, sources=src)
+    keeps = {
+        "raw": np.arange(len(raw)),
+        "nms": merge_slices(raw, iou_threshold=IOU, border_ios=None),
+        "nms_border_06": merge_slices(
+            raw, iou_threshold=IOU, truncated=trunc, border_ios=0.6, sources=src
+        ),
+        "nms_border": merge_slices(
+            raw, iou_threshold=IOU, truncated=trunc, border_ios=BORDER_IOS, sources=src
         ),
     }
-    return windows, variants
+    return windows, {k: (raw.take(keep), src[keep]) for k, keep in keeps.items()}
 
 
 def collect_runs(
@@ -401,10 +448,10 @@ def collect_runs(
         run_lift(lift, img, runs)
         # (c): one sliced pass through the same model, merged three ways
         windows, variants = sliced_pass(det, img)
-        for key, r in variants.items():
+        for key, (r, src) in variants.items():
             boxes = raw_boxes(r, w, h)
             runs.boxes[key].append(boxes)
-            runs.dup[key].append(border_duplicates(boxes, gt, windows, w, h))
+            runs.dup[key].append(border_duplicates(boxes, gt, windows, w, h, src))
         print(
             f"  {path.name} {w}x{h}: {len(gt.classes)} objects, {len(windows)} slices", flush=True
         )
@@ -446,8 +493,8 @@ def class_rows(
 
 
 def print_reasoning(ev: dict[str, EvalResult], runs: HeldoutRuns, names: Mapping[int, str]) -> None:
-    """Prints (b): SAHI with and without Prolog reasoning, overall and per class."""
-    print("\n(b) Prolog reasoning (rules/dota.pl) on top of SAHI")
+    """Prints (b0): SAHI with and without Prolog reasoning on the scenes of (a), per class."""
+    print("\n(b0) Prolog reasoning (rules/dota.pl) on top of SAHI, the scenes of (a)")
     rows = [
         metrics_row("without reasoning", ev["sahi"]),
         metrics_row("with reasoning (default: re-score, drop)", ev["sahi_reason"]),
@@ -465,7 +512,7 @@ def print_reasoning(ev: dict[str, EvalResult], runs: HeldoutRuns, names: Mapping
 
 def sahi_merge_duplicates(
     model_path: Path, images: list[Path], gts: list[ImageBoxes]
-) -> tuple[list[tuple[int, int, int]], EvalResult]:
+) -> tuple[list[tuple[int, int, int, int]], EvalResult]:
     """Returns SAHI's own merge: its border duplicates per scene and its metrics."""
     sahi_boxes = sahi_postprocess(model_path, images)
     dup = []
@@ -492,14 +539,15 @@ def print_border_duplicates(
     labels = {
         "raw": "no cross-slice merge",
         "nms": "rotated NMS (IoU 0.45)",
-        "nms_border": "rotated NMS + border merge (IoS 0.6)",
+        "nms_border_06": "rotated NMS + border merge (IoS 0.6, before)",
+        "nms_border": f"rotated NMS + border merge (IoS {BORDER_IOS}, now)",
         "sahi_merge": "SAHI merge (NMS, IOS 0.5, axis-aligned)",
     }
     rows: list[list[object]] = []
     for key, label in labels.items():
         if not dup.get(key):
             continue
-        n, found, twice = (sum(x[i] for x in dup[key]) for i in range(3))
+        n, found, twice, one = (sum(x[i] for x in dup[key]) for i in range(4))
         rows.append(
             [
                 label,
@@ -507,14 +555,17 @@ def print_border_duplicates(
                 found,
                 twice,
                 twice / found if found else 0.0,
+                twice - one if key != "sahi_merge" else "-",
+                one if key != "sahi_merge" else "-",
                 ev[key].recall,
                 ev[key].precision,
             ]
         )
+    headers = ["merge", "cut objs", "found", "duplicated", "dup rate", "by slicing", "one slice"]
+    print(table([*headers, "recall", "precision"], rows))
     print(
-        table(
-            ["merge", "border objs", "found", "duplicated", "dup rate", "recall", "precision"], rows
-        )
+        "by slicing: boxes of two or more slices on one cut object; one slice: the model's "
+        "own double box inside one slice (found the same way on objects nowhere near a border)"
     )
 
 
@@ -546,9 +597,14 @@ def print_stage_times(runs: HeldoutRuns, pipe: Pipeline, n_images: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and prints the tables; returns the exit code."""
     args = parse_args(argv)
-    images = ensure_heldout()[: args.limit or None]
-    pipe = Pipeline(ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu")
+    pipe = Pipeline(
+        ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu", backend="torch"
+    )
     pipe.warmup()
+    if args.only_reasoning:
+        reasoning_section(pipe, args.reason_seed, args.reason_count, args.limit)
+        return 0
+    images = ensure_heldout()[: args.limit or None]
     det = pipe.detector()
     # Same rules, but candidates down to half the threshold may be lifted by a boost.
     lift = Pipeline(
@@ -559,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     ev = {k: evaluate(v, gts) for k, v in runs.boxes.items()}
     print_sahi_vs_full(ev, runs, det.imgsz)
     print_reasoning(ev, runs, det.names)
+    reasoning_section(pipe, args.reason_seed, args.reason_count, args.limit)
     sahi_model = None if args.no_sahi_merge else pipe.models_dir / MODEL
     print_border_duplicates(ev, runs, images, gts, sahi_model)
     print_stage_times(runs, pipe, len(images))

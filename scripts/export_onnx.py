@@ -1,44 +1,38 @@
-"""Export a YOLO .pt model to ONNX (dynamic input size) for faster CPU inference, offline.
+"""Export a YOLO .pt model to ONNX (dynamic axes) for onnxruntime, offline.
 
-onnxruntime ran the demo YOLO11n-OBB about 2x faster than torch on the 2-core CPU used for
-development (bench/quality.py section (e)). The export keeps the training image size in
-the ONNX metadata, so full-image inference still runs at the training size, and uses
-dynamic axes, so SAHI slices of any size work. The pipeline loads ``.onnx`` files through
-the same ultralytics adapter as ``.pt`` files.
+The worker does the same at its first start with ``NESYDET_INFERENCE_BACKEND=auto`` (the
+default) and caches the file by the .pt's sha256: by default in ``.onnx/`` next to the .pt,
+or in ``NESYDET_ONNX_CACHE_DIR``. Run this to make that cache ahead of time (an image build,
+a read-only models directory), or to write an export anywhere with ``--out``. The export
+keeps the training image size in its metadata (full-image inference runs at that size) and
+has dynamic batch, height and width axes (SAHI slices of any size, in batches). The demo
+model's export is 11 MB, over the 10 MB the repository takes, so it is made, not committed.
 
 Usage::
 
-    python scripts/export_onnx.py models/nesydet-demo-obb.pt --out models/nesydet-demo-obb.onnx
+    python scripts/export_onnx.py models/nesydet-demo-obb.pt             # into the cache
+    python scripts/export_onnx.py models/nesydet-demo-obb.pt --cache-dir var/onnx
+    python scripts/export_onnx.py models/nesydet-demo-obb.pt --out /tmp/demo.onnx
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_demo_model import ROOT, offline_env
 
+from nesydet.pipeline.onnx_export import ensure_export
+from nesydet.pipeline.onnx_export import export_onnx as pipeline_export
+
 
 def export_onnx(model: Path, out: Path) -> Path:
-    """Returns the path of the exported ONNX file written to `out`."""
+    """Returns the path of the ONNX export of `model` written to `out`."""
     offline_env(ROOT / "var" / "yolo_cfg")
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # ultralytics writes next to the source file; work on a copy to keep models/ clean
-        src = Path(tmp) / model.name
-        shutil.copy(model, src)
-        yolo = YOLO(str(src))
-        imgsz = int(yolo.overrides.get("imgsz") or 640)
-        exported = Path(yolo.export(format="onnx", dynamic=True, simplify=True, imgsz=imgsz))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(exported, out)
-    return out
+    return pipeline_export(model, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("model", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="write the export to this file")
+    where.add_argument(
+        "--cache-dir", type=Path, help="the cache folder (default: .onnx next to the model)"
+    )
     args = ap.parse_args(argv)
-    print(export_onnx(args.model, args.out))
+    if args.out is not None:
+        print(export_onnx(args.model, args.out))
+        return 0
+    offline_env(ROOT / "var" / "yolo_cfg")
+    print(ensure_export(args.model, args.cache_dir))
     return 0
 
 

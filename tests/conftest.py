@@ -29,6 +29,7 @@ import pytest  # noqa: E402
 from nesydet.api.app import create_app, new_checker  # noqa: E402
 from nesydet.config import Settings  # noqa: E402
 from nesydet.services.image_checker import ImageChecker  # noqa: E402
+from tests import contract  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -199,6 +200,13 @@ def settings(db_url: str, tmp_path: Path, asset_dirs: tuple[Path, Path]) -> Sett
         log_format="text",
         sweeper_interval_s=0,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openapi_contract() -> Iterator[None]:
+    """Check every response the tests get from the app against its OpenAPI document."""
+    with contract.install():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,13 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """``postgres`` on 127.0.0.1 with trust authentication and a database ``test``."""
+    """``postgres`` on 127.0.0.1 with trust authentication and a database ``test``.
 
-    def __init__(self) -> None:
+    ``listen`` gives other addresses to listen on (``url`` names the first), and ``clients``
+    the networks besides loopback whose connections are trusted.
+    """
+
+    def __init__(self, listen: Sequence[str] = ("127.0.0.1",), clients: Sequence[str] = ()) -> None:
         binaries = _binaries()
         if binaries is None:
             message = "PostgreSQL server binaries are not installed"
@@ -48,6 +53,8 @@ class PostgresServer:
                 pytest.fail(f"{message}; CI=true requires them", pytrace=False)
             pytest.skip(message)
         self.bin = binaries
+        self.listen = list(listen)
+        self.host = self.listen[0]
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="nesydet-pg-"))
         self.data = self.root / "data"
@@ -58,6 +65,8 @@ class PostgresServer:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             self._user = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {network} trust\n" for network in clients)
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
@@ -70,13 +79,13 @@ class PostgresServer:
     @property
     def url(self) -> str:
         """Return the asyncpg URL of the ``test`` database."""
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/test"
+        return f"postgresql+asyncpg://postgres@{self.host}:{self.port}/test"
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections; create ``test`` once."""
         self.proc = subprocess.Popen(
             [*self._user, str(self.bin / "postgres"), "-D", str(self.data),
-             "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.root),
+             "-p", str(self.port), "-h", ",".join(self.listen), "-k", str(self.root),
              "-c", "fsync=off", "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -85,7 +94,7 @@ class PostgresServer:
         deadline = time.monotonic() + 60
         while True:
             ready = subprocess.run(
-                [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                [str(self.bin / "pg_isready"), "-h", self.host, "-p", str(self.port)],
                 capture_output=True,
                 check=False,
             )
@@ -95,7 +104,7 @@ class PostgresServer:
                 raise RuntimeError("the private PostgreSQL did not start")
             time.sleep(0.1)
         created = subprocess.run(
-            [*self._user, str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+            [*self._user, str(self.bin / "createdb"), "-h", self.host, "-p", str(self.port),
              "-U", "postgres", "test"],
             capture_output=True, check=False,
         )  # fmt: skip

@@ -9,14 +9,17 @@ sheds, trees, buoys) are scattered as hard negatives.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageFilter
 from shapely.geometry import Polygon, box
 
 from demo_scenes import shapes as S
+from demo_scenes import surface
 from demo_scenes.classes import CLASS_IDS as C
+from demo_scenes.lookalikes import Lookalike, add_lookalikes
 from demo_scenes.sites import Sites
 from demo_scenes.terrain import Road, water_runs
 
@@ -31,10 +34,12 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
-    """A rendered scene and its ground truth."""
+    """A rendered scene, its ground truth, the surface under each pixel and any look-alikes."""
 
     image: Image.Image
     objects: list[SceneObject]
+    surface: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    lookalikes: list[Lookalike] = field(default_factory=list)
 
 
 class _World(Sites):
@@ -79,6 +84,7 @@ class _World(Sites):
                 if np.hypot(*(qb - qa)) > 20:
                     pieces.append((qa, qb))
                     p.line(np.stack([qa, qb]), self.asphalt, width)
+                    self.mark_line(np.stack([qa, qb]), surface.ROAD, width)
                     self.occ_draw.line([tuple(qa), tuple(qb)], fill=1, width=int(width + 6))
                     if width > 12:
                         p.line(np.stack([qa, qb]), (200, 200, 190, 120), 1)
@@ -102,6 +108,7 @@ class _World(Sites):
                         ].any():
                             continue
                         S.draw_roundabout(self.p, C["roundabout"], x, y, r, self.asphalt)
+                        self.mark(S.ellipse(r, r, 40, x, y), surface.ROAD)
 
     # ---- traffic ---------------------------------------------------------------------------
     def add_traffic(self) -> None:
@@ -243,6 +250,7 @@ class _World(Sites):
             )
             if self.free(shed, margin=1):
                 self.p.shadow(shed, 1.5, 80)
+                self.mark(shed, surface.ROOF)
                 self.p.poly(
                     shed,
                     S.jitter(
@@ -297,16 +305,41 @@ def clip_objects(
     return out
 
 
-def generate_scene(width: int, height: int, seed: int | tuple[int, ...]) -> Scene:
-    """Returns a rendered scene of width x height pixels, fully determined by seed."""
+def generate_scene(
+    width: int,
+    height: int,
+    seed: int | tuple[int, ...],
+    *,
+    lookalikes: bool = False,
+    layout: str = "mixed",
+) -> Scene:
+    """Returns a rendered scene of width x height pixels, fully determined by seed.
+
+    Args:
+        width: Scene width in pixels.
+        height: Scene height in pixels.
+        seed: Seed of everything drawn.
+        lookalikes: Also paint unlabelled look-alikes (see `lookalikes`); the rest of the
+            scene is pixel for pixel the one rendered without them.
+        layout: "mixed" (every kind of site) or "car_park" (parking lots and truck depots
+            packed together: the densest scene, several hundred vehicles per megapixel).
+    """
     rng = np.random.default_rng(seed)
     world = _World(width, height, rng)
     world.add_roads()
-    world.add_harbors()
-    world.add_ships()
-    world.add_sites()
+    if layout == "car_park":
+        for k in range(int(width * height / 40_000)):
+            world.site_depot() if k % 8 == 7 else world.site_parking()
+    else:
+        world.add_harbors()
+        world.add_ships()
+        world.add_sites()
     world.add_traffic()
     world.add_clutter()
+    extra: list[Lookalike] = []
+    if lookalikes:
+        base = (seed,) if isinstance(seed, int) else tuple(seed)
+        extra = add_lookalikes(world, np.random.default_rng((*base, 99)))
     image = world.p.image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.8)))
     arr = np.asarray(image, dtype=np.float64)
     gain, bias = rng.uniform(0.85, 1.15), rng.uniform(-12, 12)
@@ -314,4 +347,5 @@ def generate_scene(width: int, height: int, seed: int | tuple[int, ...]) -> Scen
     out = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
     labelled = [SceneObject(cls, corners) for cls, corners in world.p.labels]
     objects = clip_objects(labelled, 0, 0, width, height)
-    return Scene(out, objects)
+    layer = surface.finish(np.asarray(world.layer, dtype=np.uint8), world.water)
+    return Scene(out, objects, layer, extra)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from demo_scenes import shapes as S
+from demo_scenes import surface
 from demo_scenes.classes import CLASS_IDS as C
 from demo_scenes.world import WorldBase
 
@@ -27,7 +28,7 @@ class Sites(WorldBase):
         rng = self.rng
         L = rng.uniform(28, 48)
         sw, sh = rng.uniform(5, 9) * L, rng.uniform(1.4, 2.6) * L
-        spot = self._pad(sw, sh, (158, 158, 152))
+        spot = self._pad(sw, sh, (158, 158, 152), surface.RUNWAY)
         if spot is None:
             return
         a = spot[2]
@@ -78,7 +79,7 @@ class Sites(WorldBase):
         stall = L * 0.62
         n_rows, per_row = int(rng.integers(1, 4)), int(rng.integers(5, 16))
         sw, sh = per_row * stall + 8, n_rows * 2.6 * L + 6
-        spot = self._pad(sw, sh, (90, 92, 95))
+        spot = self._pad(sw, sh, (90, 92, 95), surface.ROAD)
         if spot is None:
             return
         a = spot[2]
@@ -137,13 +138,14 @@ class Sites(WorldBase):
         n = int(rng.integers(3, 9))
         lot = rng.uniform(26, 36)
         sw, sh = n * lot, 4.4 * lot
-        spot = self._pad(sw, sh, (100, 125, 80))
+        spot = self._pad(sw, sh, (100, 125, 80), surface.LAND)
         if spot is None:
             return
         a = spot[2]
         x0, y0 = self._at(spot, -sw / 2, 0)
         x1, y1 = self._at(spot, sw / 2, 0)
         self.p.line(np.array([[x0, y0], [x1, y1]]), self.asphalt, 8)
+        self.mark_line(np.array([[x0, y0], [x1, y1]]), surface.ROAD, 8)
         for side in (-1, 1):
             for k in range(n):
                 u = -sw / 2 + (k + 0.5) * lot
@@ -151,6 +153,7 @@ class Sites(WorldBase):
                 hw, hd = lot * rng.uniform(0.5, 0.75), lot * rng.uniform(0.5, 0.7)
                 roof = S.Painter.place(S.rect(hw, hd), hx, hy, a)
                 self.p.shadow(roof, 2.0, 90)
+                self.mark(roof, surface.ROOF)
                 self.p.poly(
                     roof,
                     S.jitter(
@@ -194,7 +197,7 @@ class Sites(WorldBase):
         n_bball = int(rng.integers(0, 3))
         sw = big_len + 10 + max(n_tennis * 0.56 * tl, n_bball * 0.6 * tl) + 20
         sh = max(big_len * 0.75 if big != "baseball" else big_len * 1.45, 2.3 * tl) + 12
-        spot = self._pad(sw, sh, (95, 125, 78))
+        spot = self._pad(sw, sh, (95, 125, 78), surface.LAND)
         if spot is None:
             return
         a = spot[2]
@@ -229,6 +232,7 @@ class Sites(WorldBase):
             x, y = self._at(spot, rng.uniform(-50, 50), rng.uniform(-35, 35))
             roof = S.Painter.place(S.rect(bw, bh), x, y, a)
             self.p.shadow(roof, 3.0, 100)
+            self.mark(roof, surface.ROOF)
             self.p.poly(
                 roof,
                 S.jitter(rng, S.pick(rng, [(200, 200, 195), (150, 150, 150), (185, 175, 150)]), 10),

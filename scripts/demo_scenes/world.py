@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from demo_scenes import shapes as S
+from demo_scenes import surface
 from demo_scenes.terrain import Mask, Road, make_water, paint_ground, paint_water
 
 
@@ -23,6 +24,10 @@ class WorldBase:
         self.occ_draw = ImageDraw.Draw(self.occ)
         self.asphalt = S.jitter(rng, (82, 84, 88), 8)
         self.roads: list[Road] = []
+        # What each pixel is (surface.LAND, ROAD, ...): the context map's ground truth.
+        self.layer = Image.new("L", (w, h), surface.LAND)
+        self.layer_draw = ImageDraw.Draw(self.layer)
+        self.roofs: list[S.Points] = []
 
     # ---- occupancy -------------------------------------------------------------------------
     def free(self, pts: S.Points, *, on_water: bool = False, margin: float = 4.0) -> bool:
@@ -43,6 +48,18 @@ class WorldBase:
         if not on_water and wet[inside].any():
             return False
         return not np.asarray(self.occ.crop(box), dtype=bool)[inside].any()
+
+    def mark(self, pts: S.Points, kind: int) -> None:
+        """Records the surface under a polygon (see `surface`); roofs are also listed."""
+        self.layer_draw.polygon([(float(x), float(y)) for x, y in pts], fill=kind)
+        if kind == surface.ROOF:
+            self.roofs.append(pts.copy())
+
+    def mark_line(self, pts: S.Points, kind: int, width: float) -> None:
+        """Records the surface under a drawn line of the given width."""
+        self.layer_draw.line(
+            [(float(x), float(y)) for x, y in pts], fill=kind, width=max(1, round(width))
+        )
 
     def reserve(self, pts: S.Points, grow: float = 0.0) -> None:
         """Marks a polygon (optionally grown around its centre) as occupied."""
@@ -73,13 +90,16 @@ class WorldBase:
 
     # ---- roads -----------------------------------------------------------------------------
 
-    def _pad(self, sw: float, sh: float, color: S.RGB) -> tuple[float, float, float] | None:
+    def _pad(
+        self, sw: float, sh: float, color: S.RGB, kind: int = surface.PAVED
+    ) -> tuple[float, float, float] | None:
         spot = self.find_spot(sw, sh)
         if spot is None:
             return None
         cx, cy, a = spot
         pts = S.Painter.place(S.rect(sw, sh), cx, cy, a)
         self.p.poly(pts, S.jitter(self.rng, color, 8))
+        self.mark(pts, kind)
         self.reserve(pts, 0.05)
         return spot
 

@@ -14,6 +14,10 @@ from nesydet.config import Settings
 
 QUEUE = "inference"
 INFERENCE_TASK = "nesydet.run_inference"
+# Webhook deliveries: their own queue, consumed by `nesydet webhook-worker` (never by the
+# inference workers, whose processes are busy with the model for minutes at a time).
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_TASK = "nesydet.deliver_webhook"
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("nesydet", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
-        task_routes={INFERENCE_TASK: {"queue": QUEUE}},
+        task_routes={INFERENCE_TASK: {"queue": QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

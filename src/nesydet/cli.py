@@ -1,4 +1,4 @@
-"""The ``nesydet`` command: serve, run, migrate, worker, sweep, predict, eval."""
+"""The ``nesydet`` command: serve, run, migrate, worker, sweep, predict, eval, submit."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nesydet.admin_cli import register as register_admin_commands
+from nesydet.cli_errors import CodedArgumentParser, port_number, positive_int, run_reported
 from nesydet.config import Settings, get_settings, refusals
 from nesydet.pipeline.cli import register as register_pipeline_commands
+from nesydet.submit import register as register_submit_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,14 +48,22 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     command.upgrade(_alembic_config(settings), revision)
 
 
-def _setup_process(settings: Settings, *, wipe_metrics: bool) -> None:
-    # Multiprocess metrics must be configured before prometheus_client is first imported.
+def _setup_process(settings: Settings, *, metrics_role: str | None = None) -> None:
+    """Configure logging and, for a long-running ``metrics_role`` ("api", "worker"), metrics.
+
+    Multiprocess metrics must be configured before prometheus_client is first imported.
+    One-off commands keep their few samples in memory: nothing scrapes them.
+    """
     from nesydet.observability.logging import add_secrets, configure_logging
 
-    if settings.metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    if (
+        metrics_role is not None
+        and settings.metrics_dir is not None
+        and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    ):
         from nesydet.observability.metrics_dir import prepare
 
-        prepare(settings.metrics_dir, wipe=wipe_metrics)
+        prepare(settings.metrics_dir, metrics_role)
     add_secrets(
         [
             settings.s3_secret_access_key,
@@ -76,13 +86,17 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     if _refused(settings, host=host):
         return 2
-    _setup_process(settings, wipe_metrics=args.wipe_metrics)
+    certfile = args.ssl_certfile or settings.ssl_certfile
+    keyfile = args.ssl_keyfile or settings.ssl_keyfile
+    for flag, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if path is not None and not Path(path).is_file():
+            print(f"CONFIG_ERROR: {flag}: no such file: {path}", file=sys.stderr)
+            return 2
+    _setup_process(settings, metrics_role="api")
     if args.migrate:
         migrate(settings)
     import uvicorn
 
-    certfile = args.ssl_certfile or settings.ssl_certfile
-    keyfile = args.ssl_keyfile or settings.ssl_keyfile
     uvicorn.run(
         "nesydet.api.app:create_app",
         factory=True,
@@ -102,9 +116,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
-    _setup_process(settings, wipe_metrics=False)
+    _setup_process(settings)
     migrate(settings, args.revision)
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,25 +130,34 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if _refused(settings, host=args.host or settings.host):
         return 2
-    _setup_process(settings, wipe_metrics=True)
+    _setup_process(settings)
     migrate(settings)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     if not args.no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "nesydet.cli", "worker"])
+        # The worker keeps its own metrics and serves them itself (port 9091 by default);
+        # webhooks go out through a worker of their own, on the same embedded broker.
+        workers = [
+            subprocess.Popen([sys.executable, "-m", "nesydet.cli", "worker"]),
+            subprocess.Popen([sys.executable, "-m", "nesydet.cli", "webhook-worker"]),
+        ]
+    # uvicorn sends itself the SIGTERM it stopped on once it has shut down: with the default
+    # handler that would end this process before the workers below are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve = argparse.Namespace(
             host=args.host,
             port=args.port,
             workers=1,
             migrate=False,
-            wipe_metrics=False,
             ssl_certfile=None,
             ssl_keyfile=None,
         )
         return _serve(serve)
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -141,15 +168,25 @@ def _worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     if _refused(settings, host=None):
         return 2
-    _setup_process(settings, wipe_metrics=False)
+    _setup_process(settings, metrics_role="worker")
     from nesydet.tasks.worker import run_worker  # celery, torch: workers only
 
     return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
 
 
+def _webhook_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if _refused(settings, host=None):
+        return 2
+    _setup_process(settings)
+    from nesydet.tasks.webhooks import run_webhook_worker  # celery: workers only
+
+    return run_webhook_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
+
+
 def _sweep(args: argparse.Namespace) -> int:
     settings = get_settings()
-    _setup_process(settings, wipe_metrics=False)
+    _setup_process(settings)
     from nesydet.services.sweeper import sweep_once
 
     print(json.dumps(asyncio.run(sweep_once(settings))))
@@ -158,24 +195,22 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``nesydet`` command."""
-    parser = argparse.ArgumentParser(prog="nesydet", description=__doc__)
+    # Its refusals print VALIDATION_ERROR, as the API does (subcommands inherit the class).
+    parser = CodedArgumentParser(prog="nesydet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--port", type=port_number, default=None)
+    serve.add_argument("--workers", type=positive_int, default=1, help="uvicorn worker processes")
     serve.add_argument("--migrate", action="store_true", help="run migrations first")
-    serve.add_argument(
-        "--wipe-metrics", action="store_true", help="empty the multiprocess metrics directory"
-    )
     serve.add_argument("--ssl-certfile", type=Path, default=None, help="serve HTTPS: the cert")
     serve.add_argument("--ssl-keyfile", type=Path, default=None, help="... and its private key")
     serve.set_defaults(func=_serve)
 
     run = sub.add_parser("run", help="migrate, then serve the API with one worker beside it")
     run.add_argument("--host", default=None)
-    run.add_argument("--port", type=int, default=None)
+    run.add_argument("--port", type=port_number, default=None)
     run.add_argument("--no-worker", action="store_true")
     run.set_defaults(func=_run)
 
@@ -184,17 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=_migrate)
 
     worker = sub.add_parser("worker", help="run a Celery worker on the 'inference' queue")
-    worker.add_argument("--concurrency", type=int, default=None, help="worker processes")
+    worker.add_argument("--concurrency", type=positive_int, default=None, help="worker processes")
     worker.add_argument("--loglevel", default=None)
     worker.set_defaults(func=_worker)
+
+    hooks = sub.add_parser(
+        "webhook-worker", help="run a Celery worker that sends webhooks (queue 'webhooks')"
+    )
+    hooks.add_argument(
+        "--concurrency", type=positive_int, default=None, help="deliveries sent at once (threads)"
+    )
+    hooks.add_argument("--loglevel", default=None)
+    hooks.set_defaults(func=_webhook_worker)
 
     sweep = sub.add_parser("sweep", help="re-send unsent jobs and recover stale ones, once")
     sweep.set_defaults(func=_sweep)
 
     register_admin_commands(sub)
+    register_submit_command(sub)
     settings = get_settings()
     register_pipeline_commands(
-        sub,
+        cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub),  # a subclass's
         models_dir=settings.models_dir,
         rules_dir=settings.rules_dir,
         default_model=settings.default_model,
@@ -205,9 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        result: int = args.func(args)
+        return result
+
+    # A failure prints the API's error code (`RULES_ERROR: ...`) and a non-zero status.
+    return run_reported(command)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 _PROCESS_SECRET = secrets.token_urlsafe(32)
 
 
@@ -90,7 +91,20 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     metrics_dir: Path | None = Field(
         default=Path("var/metrics"),
-        description="prometheus multiprocess directory shared by the API and the workers",
+        description="local scratch for prometheus multiprocess files: each `nesydet serve` and "
+        "`nesydet worker` keeps its processes' files in a folder of its own under it; never "
+        "shared between hosts",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="address of a worker's own /metrics (0.0.0.0 in pods)"
+    )
+    worker_metrics_port: int = Field(
+        default=9091, ge=0, le=65535, description="port of a worker's own /metrics; 0 turns it off"
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP base URL of an OpenTelemetry collector, e.g. "
+        "http://collector:4318 (traces go to <url>/v1/traces); unset: no tracing",
     )
 
     # Jobs and workers.
@@ -163,6 +177,85 @@ class Settings(BaseSettings):
         description="`module:callable` that builds a Detector from (model path, device); "
         "the Ultralytics adapter when unset",
     )
+    inference_backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="what runs a .pt model: auto = onnxruntime on its ONNX export (made at the "
+        "worker's first start, offline) when it gives torch's detections on a probe image, else "
+        "torch, with a log line saying why; on a GPU the faster of onnxruntime CUDA and torch "
+        "half precision, measured at start; torch; onnx = the export or a failed model load",
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="where ONNX exports are cached, by the .pt's sha256; unset: a folder "
+        "`.onnx` next to each .pt (the models directory must then be writable)",
+    )
+
+    # Batch submission (POST /api/v1/inference/batch: one ZIP archive) and bulk download.
+    batch_max_archive_bytes: int = Field(
+        default=8 * GiB, gt=0, description="largest ZIP archive one batch request may send"
+    )
+    batch_max_entries: int = Field(
+        default=10_000, gt=0, description="most entries (files and folders) in one archive"
+    )
+    batch_max_total_bytes: int = Field(
+        default=16 * GiB,
+        gt=0,
+        description="most bytes an archive's entries may expand to, all together",
+    )
+    batch_max_compression_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description="most an archive may expand (uncompressed / archive bytes) once it expands "
+        "past 64 MiB: above it the archive is taken for a zip bomb",
+    )
+    job_time_limit_min_per_image_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds per image a job's hard time limit grants at least: a job of "
+        "thousands of images is limited by its size, not by max_job_time_limit_s",
+    )
+
+    # Webhooks (POST /api/v1/webhooks, or a predict body's webhook_url), sent by
+    # `nesydet webhook-worker` from the queue "webhooks".
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host names (exact, or *.suffix), addresses or networks a webhook may "
+        "reach although they are loopback, private, link-local or cloud metadata addresses; "
+        "none by default",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, description="seconds one delivery attempt may take"
+    )
+    webhook_retry_base_s: float = Field(
+        default=10.0, gt=0, description="delay before the first retry; doubled at each retry"
+    )
+    webhook_retry_max_delay_s: float = Field(
+        default=3600.0, gt=0, description="longest delay between two attempts"
+    )
+    webhook_retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="each delay is scaled by a random 1 +/- this"
+    )
+    webhook_retry_horizon_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="a delivery is retried until this long after its event (or its "
+        "redelivery), then marked failed",
+    )
+    webhook_resend_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a delivery overdue this long (its message never sent, or lost) is sent "
+        "again by the webhook worker",
+    )
+    webhook_progress_interval_s: float = Field(
+        default=5.0, ge=0, description="least seconds between two job.progress events of a job"
+    )
+    webhook_worker_concurrency: int = Field(
+        default=4, ge=1, le=64, description="deliveries one `nesydet webhook-worker` sends at once"
+    )
+    webhook_max_per_owner: int = Field(
+        default=20, ge=1, description="subscriptions an owner may have"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -178,12 +271,29 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip().lower() for item in value.split(",") if item.strip()]
+        return value
+
     @field_validator("rate_limit", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in {"", "none", "off", "0"}:
             return None
         return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://collector:4318")
+        return value.strip().rstrip("/")
 
     def worker_cpu_threads(self, concurrency: int) -> int:
         """Return the torch CPU threads each of ``concurrency`` worker processes should use."""
@@ -206,13 +316,20 @@ class Settings(BaseSettings):
 
     @property
     def visibility_timeout_s(self) -> int:
-        """Return the broker's redelivery timeout: above the longest job's hard limit."""
-        return int(self.max_job_time_limit_s + 600)
+        """Return the broker's redelivery timeout: above the longest job's hard limit (a job
+        over a whole batch archive)."""
+        longest = max(self.max_files_per_upload, self.batch_max_entries)
+        return int(max(self.max_job_time_limit_s, self.job_time_limit_s(longest)) + 600)
 
     def job_time_limit_s(self, image_count: int) -> float:
-        """Return the hard time limit of a job with ``image_count`` images."""
+        """Return the hard time limit of a job with ``image_count`` images.
+
+        ``max_job_time_limit_s`` caps it, except that a large job keeps at least
+        ``job_time_limit_min_per_image_s`` per image.
+        """
         limit = self.job_time_limit_base_s + self.job_time_limit_per_image_s * image_count
-        return min(limit, self.max_job_time_limit_s)
+        cap = max(self.max_job_time_limit_s, self.job_time_limit_min_per_image_s * image_count)
+        return min(limit, cap)
 
     @property
     def staging_dir(self) -> Path:
@@ -262,10 +379,11 @@ def refusals(settings: Settings, *, host: str | None = None) -> list[str]:
         )
     if settings.env != "production":
         return problems
-    if settings.auth_mode != "required":
+    # Only API processes authenticate clients: a worker host needs no token-signing secret.
+    if host is not None and settings.auth_mode != "required":
         problems.append("NESYDET_ENV=production needs NESYDET_AUTH_MODE=required")
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-    if len(secret) < MIN_JWT_SECRET or secret.lower() in DEVELOPMENT_SECRETS:
+    if host is not None and (len(secret) < MIN_JWT_SECRET or secret.lower() in DEVELOPMENT_SECRETS):
         problems.append(
             f"NESYDET_JWT_SECRET must be set to a random value of {MIN_JWT_SECRET} characters "
             "or more (e.g. `openssl rand -base64 48`)"

@@ -191,3 +191,205 @@ class JobRunning(AppError):
     status_code = 409
     code = "JOB_RUNNING"
     default_message = "The job is queued or running: cancel it first"
+
+
+class InvalidArchive(AppError):
+    """A batch's archive is not a ZIP archive that can be read."""
+
+    status_code = 400
+    code = "INVALID_ARCHIVE"
+    default_message = "The archive is not a readable ZIP archive"
+
+
+class ArchiveTooLarge(AppError):
+    """A batch's archive, or what its entries expand to, is over the limits."""
+
+    status_code = 413
+    code = "ARCHIVE_TOO_LARGE"
+    default_message = "The archive is too large"
+
+
+class SuspectedZipBomb(AppError):
+    """A batch's archive expands far more than images do, or its entries overlap."""
+
+    status_code = 400
+    code = "SUSPECTED_ZIP_BOMB"
+    default_message = "The archive looks like a zip bomb"
+
+
+class WebhookNotFound(NotFound):
+    code = "WEBHOOK_NOT_FOUND"
+    default_message = "Webhook not found"
+
+
+class DeliveryNotFound(NotFound):
+    code = "DELIVERY_NOT_FOUND"
+    default_message = "Webhook delivery not found"
+
+
+class WebhookUrlRefused(AppError):
+    """A webhook URL that resolves to an address the service must not call (SSRF guard)."""
+
+    status_code = 400
+    code = "WEBHOOK_URL_REFUSED"
+    default_message = "The webhook URL is not allowed"
+
+
+class WebhookLimitReached(AppError):
+    status_code = 409
+    code = "WEBHOOK_LIMIT_REACHED"
+    default_message = "Too many webhooks: delete one first"
+
+
+class DeliveryInProgress(AppError):
+    status_code = 409
+    code = "DELIVERY_IN_PROGRESS"
+    default_message = "The delivery is being attempted now"
+
+
+class ComparisonNotFound(NotFound):
+    code = "COMPARISON_NOT_FOUND"
+    default_message = "Comparison not found"
+
+
+class JobNotCompleted(AppError):
+    """A job named for a comparison has not completed (or failed, or was cancelled)."""
+
+    status_code = 409
+    code = "JOB_NOT_COMPLETED"
+    default_message = "The job has not completed"
+
+
+# Answers that are not a business case: HTTP-level failures, rendered by the API's handlers
+# with these codes (a route that does not exist, a method it lacks, a dependency that is down).
+
+
+class MethodNotAllowed(AppError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed"
+
+
+class NotAcceptable(AppError):
+    status_code = 406
+    code = "NOT_ACCEPTABLE"
+    default_message = "Not acceptable"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "Unsupported media type"
+
+
+class Unauthorized(AppError):
+    """A 401 that is not about credentials the client sent (those are INVALID_CREDENTIALS)."""
+
+    status_code = 401
+    code = "UNAUTHORIZED"
+    default_message = "Invalid credentials"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "FORBIDDEN"
+    default_message = "Access denied"
+
+
+class RateLimitExceeded(AppError):
+    """Too many requests from this client or account; ``Retry-After`` says when to retry."""
+
+    status_code = 429
+    code = "RATE_LIMIT_EXCEEDED"
+    default_message = "Too many requests, try again later"
+
+
+class InternalError(AppError):
+    """An unexpected failure of the service: retry later; the request id finds it in logs."""
+
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    default_message = "Server error, please retry"
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (the database) cannot be reached; ``Retry-After`` says when to retry."""
+
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "Service unavailable"
+
+
+class NotReady(AppError):
+    """``/readyz``: a part the service needs (database, storage, broker) is not ready."""
+
+    status_code = 503
+    code = "NOT_READY"
+    default_message = "Not ready"
+
+
+class HttpError(AppError):
+    """Any other HTTP-level failure, with the status it came with."""
+
+    status_code = 400
+    code = "HTTP_ERROR"
+    default_message = "Request failed"
+
+
+# A rejected upload takes the code of its files' problem when they all share one.
+
+
+class InvalidFormat(UploadRejected):
+    """A file is not a JPEG, PNG or TIFF image (by its bytes, not its name), or is empty."""
+
+    code = "INVALID_FORMAT"
+    default_message = "Unsupported file format. Allowed: JPEG, PNG, TIFF"
+
+
+class FileTooLarge(UploadRejected):
+    """A file is over the size limit (50 MB by default)."""
+
+    code = "FILE_TOO_LARGE"
+    default_message = "File too large"
+
+
+class InvalidDimensions(UploadRejected):
+    """An image is smaller than 64x64 or larger than 8192x8192 pixels."""
+
+    code = "INVALID_DIMENSIONS"
+    default_message = "Image dimensions out of range"
+
+
+class CorruptedFile(UploadRejected):
+    """An image's header is valid but its pixels do not decode."""
+
+    code = "CORRUPTED_FILE"
+    default_message = "Image could not be decoded"
+
+
+class UnsafePath(UploadRejected):
+    """A batch archive's entry has an absolute path, ``..`` or a drive letter."""
+
+    code = "UNSAFE_PATH"
+    default_message = "Unsafe path in the archive"
+
+
+class LinkNotAllowed(UploadRejected):
+    """A batch archive's entry is a symbolic or hard link."""
+
+    code = "LINK_NOT_ALLOWED"
+    default_message = "Links are not allowed in the archive"
+
+
+class DuplicateFile(UploadRejected):
+    """Two entries of a batch archive have the same path."""
+
+    code = "DUPLICATE_FILE"
+    default_message = "Duplicate path in the archive"
+
+
+class UnsupportedEntry(UploadRejected):
+    """A batch archive's entry uses a compression or feature that cannot be read."""
+
+    code = "UNSUPPORTED_ENTRY"
+    default_message = "Unsupported entry"

@@ -10,6 +10,10 @@ import secrets
 
 ID_HEX_LEN = 12
 UPLOAD, FILE, JOB, USER, KEY = "upl", "img", "job", "usr", "key"
+# A webhook endpoint, and one event sent to it (the Standard Webhooks `webhook-id`).
+WEBHOOK, DELIVERY = "whk", "msg"
+# A comparison of two jobs.
+COMPARISON = "cmp"
 
 
 def new_id(prefix: str) -> str:

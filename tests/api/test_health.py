@@ -50,3 +50,27 @@ async def test_a_failing_part_is_named(client: httpx.AsyncClient) -> None:
     assert body["message"] == "Not ready: storage"
     assert body["checks"]["storage"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+async def test_a_probe_can_require_only_what_serving_needs(client: httpx.AsyncClient) -> None:
+    """The API serves while the broker is away (jobs wait to be sent): a load balancer's probe
+    asks for the database and storage only, and still sees the broker's state."""
+    checks = client.app.state.readiness._checks  # type: ignore[attr-defined]
+    original = checks["broker"]
+
+    async def broker_down() -> None:
+        raise ConnectionRefusedError("Connection refused")
+
+    checks["broker"] = broker_down
+    try:
+        everything = await client.get("/readyz")
+        serving = await client.get("/readyz?require=database&require=storage")
+        unknown = await client.get("/readyz?require=cache")
+    finally:
+        checks["broker"] = original
+    assert everything.status_code == 503
+    assert everything.json()["message"] == "Not ready: broker"
+    assert serving.status_code == 200, serving.text
+    assert serving.json()["checks"]["broker"]["ok"] is False
+    assert unknown.status_code == 400
+    assert unknown.json()["error_code"] == "VALIDATION_ERROR"

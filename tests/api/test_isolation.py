@@ -22,12 +22,14 @@ from sqlalchemy import update
 from nesydet.db.base import utcnow
 from nesydet.db.models import Job, JobFile
 from nesydet.domain import Role
+from nesydet.services.webhooks.outbox import WebhookOutbox
 from tests import images
 from tests.api.conftest import Account, AuthApp
 
 # Routes that take no id of an owned resource: nothing of another owner can be named there.
 NO_OWNED_IDS = {
     ("post", "/api/v1/inference/upload"): "creates a new upload of the caller",
+    ("post", "/api/v1/inference/batch"): "creates a new upload (and job) of the caller",
     ("get", "/api/v1/jobs"): "lists the caller's own jobs (checked below)",
     ("post", "/api/v1/auth/token"): "a login",
     ("get", "/api/v1/auth/me"): "the caller",
@@ -38,6 +40,14 @@ NO_OWNED_IDS = {
     ("get", "/healthz"): "public, no data",
     ("get", "/readyz"): "public, no data",
     ("get", "/metrics"): "public, counts only",
+    ("get", "/api/v1/monitoring/dashboard"): "the caller's own jobs and counts of the whole "
+    "service (test_monitoring_dashboard.py)",
+    ("post", "/api/v1/webhooks"): "a new webhook of the caller",
+    ("get", "/api/v1/webhooks"): "the caller's own webhooks (test_webhooks.py)",
+    ("post", "/api/v1/comparisons"): "a new comparison of the caller; another owner's jobs in "
+    "its body answer 404 (test_comparisons.py)",
+    ("get", "/docs/errors"): "public: the error codes, generated from the code",
+    ("get", "/docs/errors.json"): "public: the error codes, generated from the code",
 }
 # Routes that change or remove what they name: run as the other users only, then checked to
 # have changed nothing.
@@ -48,6 +58,7 @@ DESTRUCTIVE = {
     ("delete", "/api/v1/auth/keys/{key_id}"),
     ("delete", "/api/v1/users/{user_id}"),
     ("patch", "/api/v1/users/{user_id}"),
+    ("delete", "/api/v1/webhooks/{webhook_id}"),
 }
 UNKNOWN = {
     "job_id": "job_0123456789ab",
@@ -55,6 +66,9 @@ UNKNOWN = {
     "file_id": "img_0123456789ab",
     "key_id": "key_0123456789ab",
     "user_id": "usr_0123456789ab",
+    "webhook_id": "whk_0123456789ab",
+    "delivery_id": "msg_0123456789ab",
+    "comparison_id": "cmp_0123456789ab",
 }
 
 
@@ -98,6 +112,20 @@ async def owned_by(auth_app: AuthApp, owner: Account) -> Owned:
             )
         )  # fmt: skip
         await session.commit()
+    hook = await auth_app.client.post(
+        "/api/v1/webhooks", json={"url": "http://93.184.215.14/hook"}, headers=owner.headers
+    )
+    webhook_id = hook.json()["data"]["webhook_id"]
+    outbox = WebhookOutbox(auth_app.app.state.celery, auth_app.app.state.settings)
+    async with auth_app.app.state.sessionmaker() as session:
+        row = await session.get(Job, job_id)
+        assert row is not None
+        [delivery_id] = await outbox.record(session, row, event="job.completed")
+        await session.commit()
+    compared = await auth_app.client.post(
+        "/api/v1/comparisons", json={"job_a": job_id, "job_b": job_id}, headers=owner.headers
+    )
+    assert compared.status_code == 201, compared.text
     return Owned(
         {
             "upload_id": upload["upload_id"],
@@ -106,6 +134,9 @@ async def owned_by(auth_app: AuthApp, owner: Account) -> Owned:
             "key_id": owner.key_id,
             "user_id": owner.user_id,
             "kind": "original",
+            "webhook_id": webhook_id,
+            "delivery_id": delivery_id,
+            "comparison_id": compared.json()["data"]["comparison_id"],
         }
     )
 
@@ -145,6 +176,8 @@ async def call(
     url = fill(path, ids)
     if path == "/api/v1/files/{file_id}/{kind}":
         url += f"?job_id={ids['job_id']}"
+    if path == "/api/v1/comparisons/{comparison_id}/visualization":
+        url += f"?file_id={ids['file_id']}"
     body = body_for(method, path, ids)
     return await client.request(method.upper(), url, json=body, headers=headers)
 
@@ -208,6 +241,7 @@ async def test_another_owners_ids_answer_like_unknown_ids_on_every_route(
         )
         assert cancelled.status_code == 200
     for (method, path), who, name, want in (
+        (("delete", "/api/v1/webhooks/{webhook_id}"), owner, "owner", 204),
         (("post", "/api/v1/jobs/{job_id}/cancel"), owner, "owner", 409),  # already completed
         (("delete", "/api/v1/jobs/{job_id}"), owner, "owner", 204),
         (("delete", "/api/v1/uploads/{upload_id}"), owner, "owner", 204),

@@ -75,7 +75,12 @@ async def test_predict_defaults_to_every_file(
         "class_agnostic_nms": False,
         "sahi": {"enabled": True, "slice_width": 640, "slice_height": 640, "overlap_ratio": 0.2},
         "symbolic_reasoning": {"enabled": True, "rules_file": "dota.pl"},
-        "visualization": {"enabled": True, "show_labels": True, "confidence_display": True},
+        "visualization": {
+            "enabled": True,
+            "show_labels": True,
+            "confidence_display": True,
+            "show_suppressed": False,
+        },
     }
     row = await job_row(client, data["job_id"])
     assert row.sent_at is not None

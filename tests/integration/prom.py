@@ -1,8 +1,9 @@
 """Helpers for tests against real processes: a ``nesydet`` API server and a real Prometheus.
 
 Reusable beyond the API: ``nesydet_env`` gives any ``nesydet`` subcommand (``worker`` too) the
-same isolated settings, so a worker started with it writes its metrics into the directory the
-API's ``/metrics`` aggregates, and ``Prometheus.query`` reads them back through PromQL.
+same isolated settings; a worker serves its own ``/metrics`` only where a test gives it a port
+(``NESYDET_WORKER_METRICS_PORT``, 0 here by default), and ``Prometheus.query`` reads
+targets back through PromQL.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def nesydet_env(root: Path, **overrides: str) -> dict[str, str]:
     """Return an environment for ``nesydet`` processes with all their state under ``root``.
 
     The database is a SQLite file, storage is local, the broker is the filesystem transport
-    under ``root/var``, metrics go to ``root/metrics`` (multiprocess mode, set up by the CLI),
-    models and rules are the checkout's, rate limits are off and logs are plain text. The test
-    process's ``PROMETHEUS_MULTIPROC_DIR`` is dropped so the child uses ``NESYDET_METRICS_DIR``.
+    under ``root/var``, metrics go to ``root/metrics`` (multiprocess mode, set up by the CLI;
+    a worker serves none unless given a port), models and rules are the checkout's, rate
+    limits are off and logs are plain text. The test process's ``PROMETHEUS_MULTIPROC_DIR``
+    is dropped so the child uses ``NESYDET_METRICS_DIR``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("NESYDET_")}
     env.pop(PROMETHEUS_ENV, None)
@@ -81,6 +83,7 @@ def nesydet_env(root: Path, **overrides: str) -> dict[str, str]:
             "NESYDET_MODELS_DIR": str(REPO / "models"),
             "NESYDET_RULES_DIR": str(REPO / "rules"),
             "NESYDET_METRICS_DIR": str(root / "metrics"),
+            "NESYDET_WORKER_METRICS_PORT": "0",
             "NESYDET_RATE_LIMIT": "",
             "NESYDET_LOG_FORMAT": "text",
             "NESYDET_LOG_LEVEL": "INFO",
@@ -124,6 +127,7 @@ class Process:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    metrics_url: str | None = None  # a worker's own /metrics, when it serves one
 
     def output(self) -> str:
         """Return the end of what the process wrote."""

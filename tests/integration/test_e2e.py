@@ -42,6 +42,7 @@ from tests.integration.prom import (
     REPO,
     ApiServer,
     Process,
+    free_port,
     nesydet_command,
     spawn,
     start_api_server,
@@ -91,12 +92,19 @@ class Deployment:
     def start_worker(self, gate: Gate | None = None, **env: str) -> Process:
         """Start a worker (held by ``gate`` before each model call, when given)."""
         n = len(self.workers)
+        port = free_port()
         worker = spawn(
             f"worker-{n}",
             nesydet_command("worker", "--concurrency", "1"),
-            env={**self.api.env, **(gate.env() if gate is not None else {}), **env},
+            env={
+                **self.api.env,
+                **(gate.env() if gate is not None else {}),
+                "NESYDET_WORKER_METRICS_PORT": str(port),
+                **env,
+            },
             cwd=self.root,
         )
+        worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
         self.workers.append(worker)
         wait_until(
             lambda: self.live_workers() >= 1, timeout=120, what="a live worker", process=worker
@@ -328,6 +336,41 @@ def assert_same_as_clean_run(
         assert_same_detections(got[file_id], dets, f"job {job_id}, file {file_id}")
 
 
+def metric_samples(text_: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Return every sample of a scrape by (name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text_)
+        for sample in family.samples
+    }
+
+
+def check_metrics_split(client: httpx.Client, worker: Process, detections: int) -> None:
+    """The worker serves what it did and its host's figures; the API serves what it was asked
+    and the cluster's gauges. No event is counted by both, so sums over targets are right."""
+    assert worker.metrics_url is not None
+    own = httpx.get(worker.metrics_url, timeout=10).text
+    api = client.get("/metrics").text
+    done = metric_samples(own)
+    assert done[("inference_jobs_total", (("status", "completed"),))] == 1
+    assert done[("worker_processes", ())] == 1
+    assert done[("model_inference_time_seconds_count", (("model", "nesydet-demo-obb"),))] > 0
+    found = sum(v for (name, _), v in done.items() if name == "detection_count_total")
+    assert found == detections
+    assert done[("memory_usage_bytes", (("scope", "worker"),))] > 0
+    assert ("cpu_usage_percent", ()) in done
+    asked = metric_samples(api)
+    assert asked[("inference_jobs_total", (("status", "queued"),))] == 1
+    assert asked[("jobs_current", (("status", "completed"),))] == 1
+    assert asked[("active_workers", ())] == 1
+    assert asked[("queue_length", (("queue", "inference"),))] == 0
+    assert asked[("memory_usage_bytes", (("scope", "api"),))] > 0
+    for name in ("detection_count_total", "model_inference_time_seconds_count", "active_jobs"):
+        assert not any(n == name for n, _ in asked), f"{name} on the API's /metrics"
+    assert not any(n == "inference_jobs_total" and dict(lbl).get("status") == "completed"
+                   for n, lbl in asked), "completions counted on the API too"  # fmt: skip
+
+
 def wait_status(
     client: httpx.Client, job_id: str, wanted: set[str], timeout: float, workers: list[Process]
 ) -> dict[str, Any]:
@@ -355,10 +398,13 @@ def test_workflow_1(deployment: Deployment) -> None:
         assert response.status_code == 202, response.text
         spec.assert_shape(response.json(), spec.PREDICT_202)
         job_id = response.json()["data"]["job_id"]
-        # No worker runs yet: the job waits in the queue.
+        # No worker runs yet: the job waits in the queue, and its message in the broker.
         queued = status(client, job_id)
         assert queued["data"]["status"] == "queued", queued
         spec.assert_shape(queued, spec.STATUS_QUEUED)
+        waiting = metric_samples(client.get("/metrics").text)
+        assert waiting[("queue_length", (("queue", "inference"),))] == 1
+        assert waiting[("jobs_current", (("status", "queued"),))] == 1
         worker = deployment.start_worker(gate)
         # Image 1 goes through; the worker is then held before image 2's inference.
         gate.release(1)
@@ -385,10 +431,7 @@ def test_workflow_1(deployment: Deployment) -> None:
         listed = client.get("/api/v1/jobs").json()["data"]["jobs"]
         assert listed[0]["job_id"] == job_id
         assert listed[0]["status"] == "completed"
-        metrics = client.get("/metrics").text
-        assert 'inference_jobs_total{status="completed"}' in metrics
-        assert 'model_inference_time_seconds_count{model="nesydet-demo-obb"}' in metrics
-        assert "detection_count_total{class=" in metrics
+        check_metrics_split(client, worker, summary["total_detections"])
         # What it stored is what it reports, and what a job run without the gate finds.
         assert_same_as_clean_run(deployment, client, up["upload_id"], job_id, config)
 

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.prom import start_api_server, wait_until
+from tests.integration.prom import Process, start_api_server, wait_until
 from tests.integration.test_e2e import (
     FAST,
     NO_SAHI,
@@ -257,8 +257,9 @@ def test_postgres_down_answers_503_and_heals_by_itself(rig: Rig) -> None:
            jobs="completed once")  # fmt: skip
 
 
-def active_jobs(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+def active_jobs(worker: Process) -> float:
+    assert worker.metrics_url is not None
+    text = httpx.get(worker.metrics_url, timeout=10).text
     for family in text_string_to_metric_families(text):
         if family.name == "active_jobs":
             return sum(s.value for s in family.samples)
@@ -273,7 +274,7 @@ def test_a_killed_pool_process_is_replaced_and_its_job_resumes(rig: Rig) -> None
         job_id = submit(client, up["upload_id"], config=NO_SAHI)
         gate.release(1)
         wait_until(lambda: gate.reached(2), timeout=120, what="image 2", process=worker)
-        assert active_jobs(rig.url) == 1
+        assert active_jobs(worker) == 1
         [child] = psutil.Process(worker.proc.pid).children()
         began = time.monotonic()
         child.send_signal(signal.SIGKILL)
@@ -285,7 +286,7 @@ def test_a_killed_pool_process_is_replaced_and_its_job_resumes(rig: Rig) -> None
         )  # fmt: skip
         completed_once(rig, client, up, job_id)
         resumed = time.monotonic() - began
-        wait_until(lambda: active_jobs(rig.url) == 0, timeout=30, what="active_jobs back to 0")
+        wait_until(lambda: active_jobs(worker) == 0, timeout=30, what="active_jobs back to 0")
     log = worker.log_text()
     assert log.count("worker process ready") >= 2, log[-3000:]
     assert "Timed out waiting for UP message" not in log

@@ -99,7 +99,7 @@ def test_cli_predict_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     shutil.copy(DEMO_MODEL, models / DEMO_MODEL.name)
     base = ["--models-dir", str(models), "--rules-dir", str(RULES_DIR)]
     out = tmp_path / "out"
-    assert cli_main([*base, "predict", str(images), "--out", str(out), "--format", "yolo"]) == 0
+    assert cli_main([*base, "predict", str(images), "--out", str(out), "--format", "yolo_obb"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "s1.txt",
         "s1_annotated.jpg",

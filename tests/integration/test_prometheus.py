@@ -18,11 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from PIL import Image
 from prometheus_client import REGISTRY
 from prometheus_client.metrics_core import Metric
 
-import nesydet.observability.metrics  # noqa: F401  (registers the service's metrics)
+# Registers the service's metrics, those only workers record included.
+import nesydet.observability.metrics
+import nesydet.observability.worker_metrics  # noqa: F401
 from tests.integration.prom import (
     ApiServer,
     Prometheus,
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "grafana" / "dashboards" / "nesydet.json"
+ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 # Series the dashboard must chart (the spec's panels).
 DASHBOARD_METRICS = {
@@ -51,6 +55,18 @@ DASHBOARD_METRICS = {
     "detection_count_total",
     "uploaded_files_total",
     "upload_rejected_files_total",
+}
+# Every API replica reports the same value of these: read once, with max(), never added up.
+CLUSTER_GAUGES = ("queue_length", "active_workers", "jobs_current")
+WORKER_JOB = 'job="celery_workers"'
+# What the "Per worker" row charts for each worker (``instance`` of the workers' job).
+PER_WORKER_METRICS = {
+    "inference_jobs_total",
+    "model_inference_time_seconds_count",
+    "model_inference_time_seconds_bucket",
+    "active_jobs",
+    "cpu_usage_percent",
+    "memory_usage_bytes",
 }
 # Read at scrape time by the API's /metrics collector, so in no registry.
 SCRAPE_TIME_GAUGES = {"queue_length", "active_workers"}
@@ -229,3 +245,62 @@ def test_dashboard_queries_are_valid_promql(prometheus: Prometheus) -> None:
         except PromQLError as exc:
             failures.append(str(exc))
     assert not failures, "\n".join(failures)
+
+
+def enclosed_by(expr: str, start: int, aggregation: str) -> bool:
+    """Return whether ``expr[start:]`` is the first argument of ``aggregation`` (``by`` allowed)."""
+    pattern = rf"\b{aggregation}\s*(?:by\s*\([^)]*\)\s*)?\(\s*$"
+    return re.search(pattern, expr[:start]) is not None
+
+
+def alert_expr(name: str) -> str:
+    """Return the expression of the alert ``name`` of alerts.yml, on one line."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == name]
+    return " ".join(str(rule["expr"]).split())
+
+
+def test_dashboard_reads_cluster_gauges_once_and_adds_up_counters() -> None:
+    for expr in dashboard_exprs():
+        for gauge in CLUSTER_GAUGES:
+            for found in re.finditer(rf"\b{gauge}\b", expr):
+                assert enclosed_by(expr, found.start(), "max"), f"{gauge} without max(): {expr}"
+        for found in re.finditer(r"\b(?:rate|increase)\(", expr):
+            assert enclosed_by(expr, found.start(), "sum"), (
+                f"a rate not summed over targets: {expr}"
+            )
+
+
+def test_dashboard_charts_each_worker_and_the_alerts_expressions() -> None:
+    panels = dashboard_panels()
+    rows = sorted((p["gridPos"]["y"], p["title"]) for p in panels if p["type"] == "row")
+    start = next(y for y, title in rows if title == "Per worker")
+    end = min((y for y, _ in rows if y > start), default=10**6)
+    per_worker = [
+        t["expr"]
+        for p in panels
+        if p["type"] != "row" and start < p["gridPos"]["y"] < end
+        for t in p["targets"]
+    ]
+    charted: set[str] = set()
+    for expr in per_worker:
+        assert WORKER_JOB in expr, expr
+        if re.search(r"\bby\s*\([^)]*\binstance\b", expr):
+            charted |= {m for m in PER_WORKER_METRICS if re.search(rf"\b{m}\b", expr)}
+    assert charted == PER_WORKER_METRICS, f"not charted per worker: {PER_WORKER_METRICS - charted}"
+
+    (ratio,) = [p for p in panels if p["title"] == "Job failure ratio"]
+    ratio_expr = " ".join(ratio["targets"][0]["expr"].split())
+    parts = re.findall(
+        r"sum\(rate\(inference_jobs_total\{[^}]*\}\[5m\]\)\)",
+        alert_expr("InferenceJobFailureRatioHigh"),
+    )
+    assert len(parts) == 2, "the alert divides failed jobs by ended jobs"
+    for part in parts:
+        assert part in ratio_expr, f"the failure ratio panel does not chart {part}"
+    excluded = re.search(r'endpoint!~"[^"]*"', alert_expr("ApiLatencyP95High"))
+    assert excluded is not None
+    assert any(
+        e.startswith("histogram_quantile(0.95,") and excluded.group(0) in e
+        for e in dashboard_exprs()
+    ), "no panel charts the p95 the latency alert sees"

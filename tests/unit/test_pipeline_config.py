@@ -42,7 +42,9 @@ def test_defaults() -> None:
 def test_from_spec_example_round_trip() -> None:
     c = PipelineConfig.from_dict(SPEC_EXAMPLE)
     assert c.model_path == "best.pt"
-    assert c.to_dict() == {**SPEC_EXAMPLE, "class_agnostic_nms": False}
+    extensions = {"class_agnostic_nms": False}
+    visualization = {**SPEC_EXAMPLE["visualization"], "show_suppressed": False}
+    assert c.to_dict() == {**SPEC_EXAMPLE, **extensions, "visualization": visualization}
     assert PipelineConfig.from_dict({}) == PipelineConfig()
 
 

@@ -193,3 +193,44 @@ def test_polygon_area_in_coco_matches_shoelace() -> None:
     area = export.to_coco([export.CocoImage("x", 100, 100, [d])])["annotations"][0]["area"]
     assert area == pytest.approx(400, rel=1e-4)
     assert np.isfinite(area)
+
+
+def test_yolo_and_json_clip_boxes_past_the_edge_to_the_unit_square() -> None:
+    # An oriented box in the top-left corner whose corners reach past the image.
+    d = det("plane", 0.9, (0, 0, 0, 0), class_id=0, obb=(5.0, 5.0, 20.0, 8.0, 0.4))
+    assert d.polygon is not None
+    assert min(v for corner in d.polygon for v in corner) < 0
+    upright = export.parse_yolo(export.to_yolo([d], W, H, obb=False))[0]
+    oriented = export.parse_yolo(export.to_yolo([d], W, H, obb=True))[0]
+    assert len(upright.coords) == 4
+    assert len(oriented.coords) == 8
+    for values in (upright.coords, oriented.coords):
+        assert all(0.0 <= v <= 1.0 for v in values)
+    assert min(oriented.coords) == 0.0
+    cx, _, w, _ = upright.coords
+    assert cx - w / 2 == pytest.approx(0.0, abs=1e-6)  # the box starts at the edge
+    out = export.to_json_detections([d], W, H)[0]
+    assert all(0.0 <= v <= 1.0 for v in out["bbox_normalized"].values() if isinstance(v, float))
+    assert all(0.0 <= v <= 1.0 for p in out["polygon_normalized"] for v in p)
+    assert out["bbox"]["x_min"] < 0  # pixels stay as the model gave them
+
+
+@pytest.mark.parametrize(("fmt", "fields"), [("yolo", 6), ("yolo_obb", 10)])
+def test_predict_writes_yolo_in_the_form_asked_for(tmp_path: Path, fmt: str, fields: int) -> None:
+    from PIL import Image
+
+    from nesydet.pipeline import cli
+    from nesydet.pipeline.types import PipelineResult
+
+    assert fmt in cli.FORMATS
+    result = PipelineResult(
+        detections=sample_dets(obb=True),
+        dropped=[],
+        timings={},
+        image_size=(W, H),
+        model_name="fake",
+        thumbnail=Image.new("RGB", (8, 8)),
+    )
+    cli._write(tmp_path, "scene", tmp_path / "scene.png", result, fmt, [])
+    lines = (tmp_path / "scene.txt").read_text().splitlines()
+    assert [len(line.split()) for line in lines] == [fields, fields]

@@ -69,6 +69,13 @@ def test_production_refuses_development_settings(change: dict[str, object], says
     assert any(says in p for p in problems), problems
 
 
+def test_a_worker_host_needs_no_token_secret_but_no_development_passwords() -> None:
+    assert refusals(production(jwt_secret=None, auth_mode="none"), host=None) == []
+    dev_db = "postgresql+asyncpg://nesydet:nesydet@postgres:5432/nesydet"
+    [why] = refusals(production(jwt_secret=None, database_url=dev_db), host=None)
+    assert "POSTGRES_PASSWORD" in why
+
+
 def test_nesydet_serve_on_all_interfaces_without_auth_refuses_to_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NESYDET_")}
     env.update(NESYDET_AUTH_MODE="none", NESYDET_VAR_DIR=str(tmp_path), NESYDET_METRICS_DIR="")

@@ -18,10 +18,28 @@ from nesydet.api.errors import install_error_handlers
 from nesydet.api.middleware import RequestContextMiddleware
 from nesydet.api.openapi import install_openapi
 from nesydet.api.ratelimit import install_rate_limits
-from nesydet.api.routers import auth, files, jobs, results, system, uploads, users
+from nesydet.api.routers import (
+    auth,
+    batch,
+    comparisons,
+    downloads,
+    error_codes,
+    files,
+    jobs,
+    monitoring,
+    reasoning,
+    results,
+    system,
+    uploads,
+    users,
+    webhooks,
+    ws,
+)
+from nesydet.api.tracing import SpanIdsMiddleware, telemetry_config
 from nesydet.broker import make_celery
 from nesydet.config import Settings, get_settings
 from nesydet.db.session import create_engine, create_sessionmaker
+from nesydet.observability import tracing
 from nesydet.services.auth import Authenticator
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.health import Readiness
@@ -93,6 +111,7 @@ def _lifespan(
             if checker is None:  # the app made its own checker: it closes it
                 app.state.checker.close()
             await engine.dispose()
+            tracing.stop_tracing()  # started by create_app; sends the spans still queued
 
     return lifespan
 
@@ -130,8 +149,10 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
         checker: an image checker pool to share (tests); the app makes and owns one otherwise.
     """
     settings = settings or get_settings()
+    provider = tracing.start_tracing(settings.otel_endpoint, service=tracing.API_SERVICE)
     app = FastAPIOffline(
         title="nesydet",
+        telemetry=telemetry_config(provider),
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan(settings, checker),
@@ -139,6 +160,8 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
             {"name": "uploads", "description": "Upload images and read uploads back"},
             {"name": "jobs", "description": "Start inference jobs, follow them, fetch results"},
             {"name": "files", "description": "Original, annotated and thumbnail images"},
+            {"name": "webhooks", "description": "Job events POSTed to your URL, signed"},
+            {"name": "comparisons", "description": "Two completed jobs compared image by image"},
             {"name": "auth", "description": "Log in, who am I, API keys"},
             {"name": "users", "description": "Accounts (admins only)"},
             {"name": "system", "description": "Health, readiness and metrics"},
@@ -150,8 +173,24 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
     app.state.api_version = API_VERSION
     install_error_handlers(app)
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    for module in (uploads, jobs, results, files, auth, users, system):
+    for module in (
+        uploads,
+        batch,
+        jobs,
+        results,
+        reasoning,
+        downloads,
+        files,
+        auth,
+        users,
+        system,
+        monitoring,
+        webhooks,
+        comparisons,
+        ws,
+    ):
         app.include_router(module.router)
+    app.include_router(error_codes.router)
     install_openapi(app)
     _install_middleware(app, settings)
     return app
@@ -161,8 +200,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Add the middleware, innermost first: each one added wraps those before it.
 
     A request meets them in this order: request id and metrics, CORS (a preflight is answered
-    here), the client's address from trusted proxies, HSTS, credentials, rate limits.
+    here), the client's address from trusted proxies, HSTS, credentials, rate limits, and
+    (tracing on) the ids the request is about, put on its span.
     """
+    if settings.otel_endpoint:
+        app.add_middleware(SpanIdsMiddleware)
     install_rate_limits(app, settings)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(HstsMiddleware)

@@ -143,6 +143,12 @@ def principal_of(scope: Scope) -> Principal | None:
     return found
 
 
+def auth_error_of(scope: Scope) -> AppError | None:
+    """Return why the request's credentials were refused, if they were."""
+    error: AppError | None = scope.get("state", {}).get(_AUTH_ERROR)
+    return error
+
+
 # Advertised in the OpenAPI document so that Swagger's Authorize button offers both: the
 # password flow (it gets a token from /auth/token) and an API key in X-API-Key. A key sent as
 # a Bearer token works the same; these objects only describe, the middleware authenticates.

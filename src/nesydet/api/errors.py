@@ -16,30 +16,48 @@ from starlette.types import ExceptionHandler
 
 from nesydet.errors import (
     AppError,
+    ComparisonNotFound,
+    DeliveryNotFound,
     FileNotFound,
+    Forbidden,
+    HttpError,
+    InternalError,
     JobNotFound,
     KeyNotFound,
+    MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    RateLimitExceeded,
+    RequestTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
     UploadNotFound,
     UserNotFound,
+    WebhookNotFound,
 )
 from nesydet.observability.logging import request_id_var
-from nesydet.schemas.common import iso_z
+from nesydet.schemas.common import documentation_url, first_field, iso_z
 
 log = logging.getLogger(__name__)
 
+# The code of an HTTP-level failure, by status: from the error classes, so that the errors
+# page lists them too.
 _HTTP_CODES = {
-    400: ("BAD_REQUEST", "Bad request"),
-    401: ("UNAUTHORIZED", "Invalid credentials"),
-    403: ("FORBIDDEN", "Access denied"),
-    404: ("NOT_FOUND", "Resource not found"),
-    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
-    406: ("NOT_ACCEPTABLE", "Not acceptable"),
-    413: ("REQUEST_TOO_LARGE", "Request body too large"),
-    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
-    429: ("RATE_LIMIT_EXCEEDED", "Too many requests, try again later"),
-    500: ("INTERNAL_ERROR", "Server error, please retry"),
-    503: ("SERVICE_UNAVAILABLE", "Service unavailable"),
+    cls.status_code: (cls.code, cls.default_message)
+    for cls in (
+        AppError,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        NotAcceptable,
+        RequestTooLarge,
+        UnsupportedMediaType,
+        RateLimitExceeded,
+        InternalError,
+        ServiceUnavailable,
+    )
 }
 
 
@@ -51,7 +69,8 @@ def error_body(
     errors: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the envelope: flat fields per the spec, the same again under ``error``."""
+    """Return the envelope: flat fields per the spec, the same again under ``error`` (with
+    the spec's ``field``, for validation errors, and ``documentation_url``)."""
     timestamp = iso_z(datetime.now(UTC))
     request_id = request_id_var.get() or "-"
     body: dict[str, Any] = {
@@ -70,8 +89,10 @@ def error_body(
         "code": code,
         "message": message,
         "details": details,
+        "field": first_field(errors),
         "timestamp": timestamp,
         "request_id": request_id,
+        "documentation_url": documentation_url(code),
     }
     return body
 
@@ -132,6 +153,9 @@ _PATH_IDS: dict[str, type[NotFound]] = {
     "file_id": FileNotFound,
     "user_id": UserNotFound,
     "key_id": KeyNotFound,
+    "webhook_id": WebhookNotFound,
+    "delivery_id": DeliveryNotFound,
+    "comparison_id": ComparisonNotFound,
 }
 
 
@@ -186,7 +210,7 @@ def _shown(path: str) -> str:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 404 and (redirect := _slash_redirect(request)) is not None:
         return redirect
-    code, message = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "Request failed"))
+    code, message = _HTTP_CODES.get(exc.status_code, (HttpError.code, HttpError.default_message))
     details = exc.detail if isinstance(exc.detail, str) and exc.detail != message else None
     if exc.status_code == 404 and details in (None, "Not Found"):
         details = f"no route for {request.method} {_shown(request.url.path)}"

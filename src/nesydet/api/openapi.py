@@ -24,6 +24,11 @@ _VALIDATION_EXAMPLE = error_example(
 )
 
 
+_OTHER_EXAMPLE = error_example(
+    "SERVICE_UNAVAILABLE", "Service unavailable", "the database cannot be reached"
+)
+
+
 def _errors_as_json(responses: dict[str, Any], ref: str) -> None:
     """Errors are always the JSON envelope, also on routes that answer text or images."""
     for status, entry in responses.items():
@@ -61,6 +66,17 @@ def install_openapi(app: FastAPI) -> None:
             for op in methods.values():
                 responses = op.get("responses", {})
                 _errors_as_json(responses, ref)
+                # Any route may fail in ways it does not list (401, 429, 500, 503, ...): always
+                # with the same envelope.
+                responses.setdefault(
+                    "default",
+                    {
+                        "description": "Any other error: 401, 403, 429, 500, 503, ...",
+                        "content": {
+                            "application/json": {"schema": {"$ref": ref}, "example": _OTHER_EXAMPLE}
+                        },
+                    },
+                )
                 if responses.pop("422", None) is None:
                     continue
                 entry = responses.setdefault(

@@ -1,4 +1,5 @@
-"""Structured (JSON) logging with the request id of the current request on every record.
+"""Structured (JSON) logging with the request id of the current request on every record, and
+the trace and span ids of the current span (when tracing is on).
 
 Every line goes through :func:`redact` last, whatever logged it (our code, uvicorn, Celery, a
 traceback): API keys, access tokens, Authorization headers, passwords and the configured
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from nesydet.observability.tracing import current_ids
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -92,6 +95,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             payload["request_id"] = request_id
+        ids = current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STD_ATTRS and not key.startswith("_"):
                 payload[key] = _clip(value) if isinstance(value, str) else value

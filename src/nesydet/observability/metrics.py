@@ -1,14 +1,17 @@
-"""Prometheus metrics shared by the API and the workers.
+"""Prometheus metrics of the API and the workers.
 
-When ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported (the CLI does it from
-``NESYDET_METRICS_DIR``), every process writes its samples to files there and ``/metrics``
-aggregates them, so worker metrics join the API's on one endpoint.
+Each process group serves its own: the API's ``/metrics`` (port 8000) covers the API processes
+of its host plus the cluster-wide gauges, a worker's ``/metrics`` (port 9091) covers its pool
+processes; each counts an event once, so sums over all targets never double-count. When
+``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported (the CLI does it, see
+``metrics_dir``), the processes of a group write their samples to files in the group's folder
+and a scrape aggregates them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import psutil
@@ -17,7 +20,6 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -25,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from nesydet.observability.metrics_dir import MULTIPROC_ENV, process_identifier
+from nesydet.observability.metrics_dir import MULTIPROC_ENV, main_pid, process_identifier
 
 API_REQUESTS = Counter(
     "api_requests_total", "Total number of API requests", ["method", "endpoint", "status"]
@@ -53,33 +55,19 @@ EXPIRED_UPLOADS = Counter(
     "retention_expired_uploads_total", "Uploads deleted by retention, with all made from them"
 )
 INFERENCE_JOBS = Counter("inference_jobs_total", "Total number of inference jobs", ["status"])
-ACTIVE_JOBS = Gauge(
-    "active_jobs", "Jobs a worker is processing right now", multiprocess_mode="livesum"
-)
-INFERENCE_DURATION = Histogram(
-    "inference_duration_seconds",
-    "Duration of inference jobs, from start to completion",
-    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-)
-MODEL_INFERENCE_TIME = Histogram(
-    "model_inference_time_seconds",
-    "Time taken for model inference per image",
-    ["model"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-PIPELINE_STAGE_TIME = Histogram(
-    "pipeline_stage_seconds",
-    "Time per image spent in each pipeline stage",
-    ["stage"],
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
-DETECTIONS = Counter("detection_count", "Total number of objects detected", ["class"])
 
 
 def multiprocess_dir() -> Path | None:
     """Return the multiprocess directory in use, or None in single-process mode."""
     value = os.environ.get(MULTIPROC_ENV)
     return Path(value) if value else None
+
+
+def group_main_pid() -> int:
+    """Return the pid of this process group's main process (``nesydet serve`` or ``worker``)."""
+    folder = multiprocess_dir()
+    pid = main_pid(folder) if folder is not None else None
+    return pid if pid is not None and psutil.pid_exists(pid) else os.getpid()
 
 
 def mark_process_dead(pid: int) -> None:
@@ -89,66 +77,56 @@ def mark_process_dead(pid: int) -> None:
             multiprocess.mark_process_dead(ident)  # type: ignore[no-untyped-call]
 
 
-class PointInTime(Collector):
-    """Gauges read at scrape time: queue, workers and this machine's CPU, memory and GPU."""
+class ClusterGauges(Collector):
+    """Figures about the whole service, read once per scrape by the API (the same on every
+    API replica: combine them with max(), never sum()). A figure that is None is left out."""
 
-    def __init__(self, *, queue_length: int, active_workers: int) -> None:
+    def __init__(
+        self,
+        *,
+        queue_length: int | None,
+        active_workers: int | None,
+        jobs_by_status: Mapping[str, int],
+    ) -> None:
         self.queue_length = queue_length
         self.active_workers = active_workers
+        self.jobs_by_status = jobs_by_status
 
     def collect(self) -> Iterable[Metric]:
-        """Yield the gauges."""
-        queue = GaugeMetricFamily("queue_length", "Number of jobs in queue", labels=["queue"])
-        queue.add_metric(["inference"], self.queue_length)
-        yield queue
-        yield GaugeMetricFamily(
-            "active_workers", "Worker processes with a recent heartbeat", value=self.active_workers
-        )
-        yield GaugeMetricFamily(
-            "cpu_usage_percent", "CPU utilization of this host", value=psutil.cpu_percent(None)
-        )
-        memory = GaugeMetricFamily("memory_usage_bytes", "Memory in use", labels=["scope"])
-        memory.add_metric(["host"], float(psutil.virtual_memory().used))
-        memory.add_metric(["api_process"], float(psutil.Process().memory_info().rss))
-        yield memory
-        gpus = gpu_utilization()
-        if gpus:
-            gpu = GaugeMetricFamily("gpu_utilization_percent", "GPU utilization", labels=["gpu"])
-            for index, percent in gpus.items():
-                gpu.add_metric([str(index)], percent)
-            yield gpu
+        """Yield the gauges that are known."""
+        if self.queue_length is not None:
+            queue = GaugeMetricFamily("queue_length", "Number of jobs in queue", labels=["queue"])
+            queue.add_metric(["inference"], self.queue_length)
+            yield queue
+        if self.active_workers is not None:
+            yield GaugeMetricFamily(
+                "active_workers",
+                "Worker processes with a recent heartbeat",
+                value=self.active_workers,
+            )
+        if self.jobs_by_status:
+            jobs = GaugeMetricFamily("jobs_current", "Jobs by status right now", labels=["status"])
+            for status, count in sorted(self.jobs_by_status.items()):
+                jobs.add_metric([status], count)
+            yield jobs
 
 
-def gpu_utilization() -> dict[int, float]:
-    """Return each NVIDIA GPU's utilization, or nothing when there is none (or no NVML)."""
-    try:
-        import pynvml  # optional: present with the CUDA builds of torch
-
-        pynvml.nvmlInit()
-    except Exception:  # no driver, no GPU, no library: simply no GPU metrics
-        return {}
-    try:
-        return {
-            i: float(pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu)
-            for i in range(pynvml.nvmlDeviceGetCount())
-        }
-    except Exception:
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def render_latest(extra: Collector | None = None) -> tuple[bytes, str]:
-    """Return the exposition text of every metric (all processes in multiprocess mode)."""
+def scrape_registry(*extra: Collector) -> CollectorRegistry:
+    """Return a registry of this process group's metrics (all its processes in multiprocess
+    mode) and ``extra``."""
+    registry = CollectorRegistry()
     if multiprocess_dir() is not None:
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        registry = CollectorRegistry()
         registry.register(_Forward(REGISTRY))
-    if extra is not None:
-        registry.register(extra)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    for collector in extra:
+        registry.register(collector)
+    return registry
+
+
+def render_latest(*extra: Collector) -> tuple[bytes, str]:
+    """Return the exposition text of this process group's metrics and ``extra``."""
+    return generate_latest(scrape_registry(*extra)), CONTENT_TYPE_LATEST
 
 
 class _Forward(Collector):

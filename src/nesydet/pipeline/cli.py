@@ -1,4 +1,4 @@
-"""`nesydet predict` and `nesydet eval` subcommands (also runnable as ``python -m``)."""
+"""`nesydet predict`, `eval` and `rules test` subcommands (also runnable as ``python -m``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nesydet.pipeline import export
+from nesydet.pipeline import export, rules_cli
 from nesydet.pipeline.config import PipelineConfig, ReasoningConfig, SahiConfig, VisualizationConfig
 from nesydet.pipeline.errors import ModelLoadError, PipelineError, RulesError
 from nesydet.pipeline.types import PipelineResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-FORMATS = ("json", "yolo", "coco", "voc")
+FORMATS = ("json", "yolo", "yolo_obb", "coco", "voc")
 
 
 def register(
@@ -26,7 +26,7 @@ def register(
     rules_dir: Path,
     default_model: str,
 ) -> None:
-    """Adds the `predict` and `eval` subcommands; each sets `func(Namespace) -> int`."""
+    """Adds the `predict`, `eval` and `rules` subcommands; each sets `func(Namespace) -> int`."""
     p = subparsers.add_parser(
         "predict",
         help="detect objects in images, write labels and annotated images",
@@ -41,11 +41,22 @@ def register(
     p.add_argument("--no-sahi", action="store_true", help="one full-image prediction, no slicing")
     p.add_argument("--no-reasoning", action="store_true", help="skip Prolog reasoning")
     p.add_argument("--no-images", action="store_true", help="do not write annotated images")
+    p.add_argument(
+        "--show-suppressed",
+        action="store_true",
+        help="also draw the detections the rules dropped, dashed, with the rule that did it",
+    )
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     p.add_argument("--slice", type=int, default=640, help="SAHI slice width and height")
     p.add_argument("--overlap", type=float, default=0.2, help="SAHI overlap ratio")
-    p.add_argument("--format", choices=FORMATS, default="json", help="label format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="label format: yolo is `class cx cy w h conf` (upright boxes), yolo_obb the "
+        "8-point oriented form (what `nesydet eval` compares with oriented ground truth)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:0, ...")
     p.set_defaults(
         func=_predict, models_dir=models_dir, rules_dir=rules_dir, default_model=default_model
@@ -64,6 +75,9 @@ def register(
     e.add_argument("--names", default=None, help="class names: a file with one per line, or a,b,c")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=_eval)
+    rules_cli.register(
+        subparsers, models_dir=models_dir, rules_dir=rules_dir, default_model=default_model
+    )
 
 
 def iter_images(inputs: list[Path]) -> Iterator[Path]:
@@ -89,7 +103,9 @@ def _config(ns: argparse.Namespace) -> PipelineConfig:
             overlap_ratio=ns.overlap,
         ),
         symbolic_reasoning=ReasoningConfig(enabled=not ns.no_reasoning, rules_file=ns.rules),
-        visualization=VisualizationConfig(enabled=not ns.no_images),
+        visualization=VisualizationConfig(
+            enabled=not ns.no_images, show_suppressed=ns.show_suppressed
+        ),
     )
 
 
@@ -140,11 +156,11 @@ def _predict(ns: argparse.Namespace) -> int:
         try:
             result = pipe.run(load_image(path), config)
         except (ModelLoadError, RulesError) as exc:  # same failure for every image: stop
-            print(f"{exc.code}: {exc}", file=sys.stderr)
+            tqdm.write(f"{exc.code}: {exc}", file=sys.stderr)  # a line of its own, not the bar's
             return 1
         except PipelineError as exc:
             failures += 1
-            print(f"{exc.code}: {path}: {exc}", file=sys.stderr)
+            tqdm.write(f"{exc.code}: {path}: {exc}", file=sys.stderr)
             continue
         _write(out, _unique(path.stem, used), path, result, ns.format, coco)
     if ns.format == "coco":
@@ -163,8 +179,9 @@ def _write(
 ) -> None:
     """Write one image's labels in ``fmt`` (COCO images are collected in ``coco``)."""
     w, h = result.image_size
-    if fmt == "yolo":
-        (out / f"{stem}.txt").write_text(export.to_yolo(result.detections, w, h))
+    if fmt in ("yolo", "yolo_obb"):
+        text = export.to_yolo(result.detections, w, h, obb=fmt == "yolo_obb")
+        (out / f"{stem}.txt").write_text(text)
     elif fmt == "voc":
         (out / f"{stem}.xml").write_text(export.to_voc(path.name, w, h, result.detections))
     elif fmt == "json":
@@ -206,13 +223,16 @@ def _eval(ns: argparse.Namespace) -> int:
 
     for d in (ns.pred_dir, ns.gt_dir):
         if not d.is_dir():
-            print(f"error: not a directory: {d}", file=sys.stderr)
+            print(f"FILE_ERROR: not a directory: {d}", file=sys.stderr)
             return 2
     try:
         result, n_images = evaluate_dirs(ns.pred_dir, ns.gt_dir, ns.iou)
         names = _names(ns.names)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"FILE_ERROR: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a label file that is not YOLO labels
+        print(f"INVALID_FORMAT: {exc}", file=sys.stderr)
         return 1
     if ns.json:
         doc = {

@@ -76,6 +76,7 @@ class VisualizationConfig:
     enabled: bool = True
     show_labels: bool = True
     confidence_display: bool = True
+    show_suppressed: bool = False  # dropped detections dashed, with the rule that dropped them
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -110,12 +110,13 @@ class UltralyticsDetector:
     Args:
         path: A model file already confined to the models directory.
         device: "auto", "cpu", "cuda:0", ...
+        half: Half precision (a ``.pt`` on a GPU; ignored on the CPU).
 
     Raises:
         ModelLoadError: When the file cannot be read or is not a detect/OBB YOLO model.
     """
 
-    def __init__(self, path: Path, device: str = "auto") -> None:
+    def __init__(self, path: Path, device: str = "auto", *, half: bool = False) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -125,6 +126,7 @@ class UltralyticsDetector:
         except OSError as exc:
             raise ModelLoadError("cannot read model file", f"{path.name}: {exc}") from exc
         self.device = resolve_device(device)
+        self.half = half and self.device != "cpu"
         yolo_cls = _offline_ultralytics().YOLO
         task_hint = "obb" if "obb" in path.stem.lower() else None
         try:
@@ -169,6 +171,13 @@ class UltralyticsDetector:
         """Returns the training input size."""
         return self._imgsz
 
+    @property
+    def backend(self) -> str:
+        """Returns what runs the model: "torch", "torch-half" or "onnxruntime"."""
+        if self.path.suffix == ".onnx":
+            return "onnxruntime"
+        return "torch-half" if self.half else "torch"
+
     def predict_batch(
         self, images: Sequence[npt.NDArray[np.uint8]], conf: float, *, iou: float, imgsz: ImageSize
     ) -> list[RawDetections]:
@@ -196,6 +205,8 @@ class UltralyticsDetector:
                     device=self.device,
                     verbose=False,
                     max_det=2000,
+                    # ultralytics warns on every call that names `half`: only name it when on
+                    **({"half": True} if self.half else {}),
                 )
             except Exception as exc:  # torch raises arbitrary types on bad input / OOM
                 raise InferenceError(

@@ -28,35 +28,57 @@ def _fmt(v: float) -> str:
     return f"{v:.{YOLO_DECIMALS}f}"
 
 
+def _unit(v: float) -> float:
+    """Returns ``v`` clipped to [0, 1]: a box may reach a hair past the image edge."""
+    return min(max(v, 0.0), 1.0)
+
+
+def yolo_box(bbox: Sequence[float], image_w: int, image_h: int) -> tuple[float, ...]:
+    """Returns the normalised ``(cx, cy, w, h)`` of an xyxy pixel box, clipped to the image."""
+    x0, x1 = (min(max(v, 0.0), image_w) for v in (bbox[0], bbox[2]))
+    y0, y1 = (min(max(v, 0.0), image_h) for v in (bbox[1], bbox[3]))
+    return (
+        (x0 + x1) / 2 / image_w,
+        (y0 + y1) / 2 / image_h,
+        (x1 - x0) / image_w,
+        (y1 - y0) / image_h,
+    )
+
+
+def yolo_polygon(
+    polygon: Sequence[tuple[float, float]], image_w: int, image_h: int
+) -> list[tuple[float, float]]:
+    """Returns the corners of a pixel polygon, normalised and clipped to [0, 1]."""
+    return [(_unit(x / image_w), _unit(y / image_h)) for x, y in polygon]
+
+
 def to_yolo(
     dets: Sequence[Detection], image_w: int, image_h: int, *, obb: bool | None = None
 ) -> str:
     """Returns YOLO label text, one detection per line, normalised, confidence last.
 
+    Every coordinate is within [0, 1]: boxes and corners past the image edge are clipped.
+
     Args:
         dets: Detections in pixels.
         image_w: Image width in pixels.
         image_h: Image height in pixels.
-        obb: True for ``class x1 y1 x2 y2 x3 y3 x4 y4 conf`` lines, False for
-            ``class cx cy w h conf``; None picks OBB when every detection has a polygon.
+        obb: True for ``class x1 y1 x2 y2 x3 y3 x4 y4 conf`` lines (the API's ``yolo_obb``),
+            False for ``class cx cy w h conf`` (the spec's ``yolo``: the upright box of an
+            oriented one); None picks OBB when every detection has a polygon.
     """
     use_obb = obb if obb is not None else bool(dets) and all(d.polygon is not None for d in dets)
     lines = []
     for d in dets:
+        coords: Sequence[float]
         if use_obb:
             poly = d.polygon
             if poly is None:
                 x0, y0, x1, y1 = d.bbox
                 poly = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-            coords = [v for x, y in poly for v in (x / image_w, y / image_h)]
+            coords = [v for corner in yolo_polygon(poly, image_w, image_h) for v in corner]
         else:
-            x0, y0, x1, y1 = d.bbox
-            coords = [
-                (x0 + x1) / 2 / image_w,
-                (y0 + y1) / 2 / image_h,
-                (x1 - x0) / image_w,
-                (y1 - y0) / image_h,
-            ]
+            coords = yolo_box(d.bbox, image_w, image_h)
         lines.append(" ".join([str(d.class_id), *map(_fmt, coords), _fmt(d.confidence)]))
     return "".join(line + "\n" for line in lines)
 

@@ -12,6 +12,13 @@ import numpy as np
 from nesydet.pipeline import geometry as geo
 from nesydet.pipeline.types import BoolArray, FloatArray, IntArray, RawDetections
 
+# Border merge threshold (intersection over the smaller box). 0.3 rather than 0.6: the same
+# cut object seen from two slices overlaps only 0.3-0.6 of the smaller box when the cut piece
+# sticks out of the whole one, and distinct objects of one class hardly overlap that much.
+# On the held-out scenes (bench/quality.py (c)) it halved the duplicates at slice borders
+# for 0.002 of recall.
+BORDER_IOS = 0.3
+
 
 def greedy_nms(scores: FloatArray, i: IntArray, j: IntArray, suppress: BoolArray) -> IntArray:
     """Returns kept indices, best first, of classic greedy NMS on a sparse pair list.
@@ -52,7 +59,7 @@ def merge_slices(
     iou_threshold: float,
     class_agnostic: bool = False,
     truncated: BoolArray | None = None,
-    border_ios: float | None = 0.6,
+    border_ios: float | None = BORDER_IOS,
     sources: IntArray | None = None,
 ) -> IntArray:
     """Returns the indices (best first) of detections kept after cross-slice merging.

@@ -7,7 +7,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,28 +14,28 @@ import numpy.typing as npt
 from PIL import Image
 
 from nesydet.pipeline import geometry as geo
+from nesydet.pipeline.backends import BackendLoader
 from nesydet.pipeline.config import PipelineConfig
+from nesydet.pipeline.context import DEFAULT_CONTEXT_MODEL, ContextMap, SurfaceModel, context_map
+from nesydet.pipeline.decide import Candidates, apply_decisions, unreasoned
 from nesydet.pipeline.detector import (
     Detector,
-    load_detector,
     resolve_model_path,
     set_cpu_threads,
 )
-from nesydet.pipeline.errors import InferenceError
+from nesydet.pipeline.errors import InferenceError, ModelLoadError
 from nesydet.pipeline.image_io import as_rgb_array
-from nesydet.pipeline.nms import merge_slices
-from nesydet.pipeline.reasoning.engine import Decision, PrologReasoner
-from nesydet.pipeline.reasoning.facts import build_facts
+from nesydet.pipeline.nms import BORDER_IOS, merge_slices
+from nesydet.pipeline.reasoning.engine import PrologReasoner
+from nesydet.pipeline.reasoning.facts import CONTEXT_FACTS, build_facts
 from nesydet.pipeline.types import (
     BoolArray,
     Detection,
-    FloatArray,
     IntArray,
     PipelineResult,
     RawDetections,
-    ReasoningTrace,
 )
-from nesydet.pipeline.visualize import annotate, thumbnail
+from nesydet.pipeline.visualize import annotate, annotate_suppressed, thumbnail
 
 STAGE_INFERENCE = "Running SAHI inference"
 STAGE_NMS = "Applying NMS"
@@ -45,15 +44,6 @@ STAGE_VISUALIZATION = "Generating visualizations"
 STAGES = (STAGE_INFERENCE, STAGE_NMS, STAGE_REASONING, STAGE_VISUALIZATION)
 
 DetectorFactory = Callable[[Path, str], Detector]
-
-
-@dataclass(frozen=True, slots=True)
-class Candidates:
-    """Merged detections of one image, before reasoning."""
-
-    raw: RawDetections
-    polys: FloatArray | None
-    boxes: FloatArray
 
 
 class Pipeline:
@@ -76,8 +66,18 @@ class Pipeline:
             border inside the full box from a neighbouring slice, or two same-class boxes
             from different slices, merge when the intersection covers this fraction of the
             smaller box. None disables it (plain IoU NMS only).
-        detector_factory: Builds a `Detector` for a model path (tests inject fakes here).
-        cpu_threads: Torch CPU threads for inference; None leaves torch's own setting.
+        backend: What runs a ``.pt``: "auto" (onnxruntime on its ONNX export when the export
+            gives torch's detections on a probe, else torch; on a GPU the faster of the two,
+            measured), "torch" or "onnx" (see `backends`). Unused with a detector_factory.
+        onnx_cache_dir: Where ONNX exports are cached by the .pt's sha256; None: a folder
+            ``.onnx`` next to the .pt.
+        detector_factory: Builds a `Detector` for a model path (tests inject fakes here);
+            None: a `BackendLoader` for `backend`.
+        cpu_threads: CPU threads for inference (torch, and each onnxruntime session); None
+            leaves torch its own setting and onnxruntime every core.
+        context_model: File name in models_dir of the surface classifier behind the context
+            facts (scene/2, on/3, shore_distance/2; see `context`). When the file is
+            missing, or None, those facts are not sent and the rules reading them see none.
     """
 
     def __init__(
@@ -90,9 +90,12 @@ class Pipeline:
         rules_time_limit_s: float = 5.0,
         batch_size: int = 4,
         candidate_factor: float = 1.0,
-        border_ios: float | None = 0.6,
-        detector_factory: DetectorFactory = load_detector,
+        border_ios: float | None = BORDER_IOS,
+        backend: str = "auto",
+        onnx_cache_dir: Path | None = None,
+        detector_factory: DetectorFactory | None = None,
         cpu_threads: int | None = None,
+        context_model: str | None = DEFAULT_CONTEXT_MODEL,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.rules_dir = Path(rules_dir)
@@ -101,13 +104,21 @@ class Pipeline:
         self.batch_size = max(1, int(batch_size))
         self.candidate_factor = float(candidate_factor)
         self.border_ios = border_ios
-        self._factory = detector_factory
+        # The loader records which backend runs each model and why (`backends.choices`).
+        self.backends: BackendLoader | None = None
+        if detector_factory is None:
+            self.backends = detector_factory = BackendLoader(
+                backend, cache_dir=onnx_cache_dir, threads=cpu_threads or 0
+            )
+        self._factory: DetectorFactory = detector_factory
         self.cpu_threads = cpu_threads
         self._detectors: dict[Path, tuple[int, Detector]] = {}
         self._models_lock = threading.Lock()
         # Detectors already run once; weak, so a replaced model's id is never mistaken for it.
         self._warm: weakref.WeakSet[Detector] = weakref.WeakSet()
         self.reasoner = PrologReasoner(self.rules_dir, time_limit_s=rules_time_limit_s)
+        self.context_model = context_model
+        self._surface: tuple[int, SurfaceModel] | None = None
 
     def model_name(self, model_path: str | None = None) -> str:
         """Returns a label for metrics: the model file's stem (no loading involved)."""
@@ -129,6 +140,27 @@ class Pipeline:
             self._detectors[path] = (mtime, det)
             return det
 
+    def surface_model(self) -> SurfaceModel | None:
+        """Returns the (cached) context model, or None when there is none to load.
+
+        Raises:
+            ModelLoadError: When the file exists but is not a context model of this version.
+        """
+        if self.context_model is None:
+            return None
+        path = self.models_dir / self.context_model
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with self._models_lock:
+            if self._surface is None or self._surface[0] != mtime:
+                try:
+                    self._surface = (mtime, SurfaceModel.load(path))
+                except (OSError, ValueError, KeyError) as exc:
+                    raise ModelLoadError("cannot load the context model", str(exc)) from exc
+            return self._surface[1]
+
     def warmup(self, model_path: str | None = None) -> None:
         """Loads the model, runs it once, and starts Prolog (call in each worker after fork).
 
@@ -143,6 +175,7 @@ class Pipeline:
             blank = np.zeros((size, size, 3), dtype=np.uint8)
             det.predict_batch([blank], 0.5, iou=0.45, imgsz=size)
             self._warm.add(det)
+        self.surface_model()
         self.reasoner.start()
 
     def run(
@@ -175,6 +208,7 @@ class Pipeline:
         if reasoning.enabled:
             self.reasoner.load(reasoning.rules_file)  # fail fast, before inference
         timings: dict[str, float] = {}
+        parts: dict[str, float] = {}
 
         with _stage(timings, "inference", notify, STAGE_INFERENCE):
             floor = cfg.confidence_threshold * (self.candidate_factor if reasoning.enabled else 1.0)
@@ -182,9 +216,9 @@ class Pipeline:
         with _stage(timings, "nms", notify, STAGE_NMS):
             cands = self._merge(raw, truncated, source, cfg, (w, h), sliced=n_slices > 1)
         with _stage(timings, "reasoning", notify, STAGE_REASONING if reasoning.enabled else None):
-            kept, dropped = self._decide(det, cands, cfg, (w, h))
+            kept, dropped = self._decide(det, cands, cfg, arr, parts)
         with _stage(timings, "visualization", notify, None):
-            annotated, thumb = _draw(image, arr, kept, cfg, notify)
+            annotated, thumb = _draw(image, arr, kept, dropped, cfg, notify)
 
         return PipelineResult(
             detections=kept,
@@ -201,6 +235,7 @@ class Pipeline:
                 "kept": len(kept),
                 "dropped": len(dropped),
             },
+            reasoning_timings=parts,
         )
 
     def _infer(
@@ -274,55 +309,51 @@ class Pipeline:
         boxes = np.clip(boxes, 0, [w, h, w, h])
         return Candidates(kept, polys, boxes)
 
+    def scene_context(self, arr: npt.NDArray[np.uint8]) -> ContextMap | None:
+        """Returns the context map of an RGB image, None without a context model."""
+        model = self.surface_model()
+        return context_map(arr, model) if model is not None else None
+
     def _decide(
-        self, det: Detector, c: Candidates, cfg: PipelineConfig, size: tuple[int, int]
+        self,
+        det: Detector,
+        c: Candidates,
+        cfg: PipelineConfig,
+        arr: npt.NDArray[np.uint8],
+        parts: dict[str, float],
     ) -> tuple[list[Detection], list[Detection]]:
+        size = (arr.shape[1], arr.shape[0])
         names = det.names
         thr = cfg.confidence_threshold
         n = len(c.raw)
         class_names = [names.get(int(k), str(int(k))) for k in c.raw.classes]
         reasoning = cfg.symbolic_reasoning
         if not reasoning.enabled or n == 0:
-            dets = [
-                self._detection(
-                    c, k, int(c.raw.classes[k]), class_names[k], float(c.raw.scores[k]), None
-                )
-                for k in range(n)
-                if c.raw.scores[k] >= thr
-            ]
-            return dets, []
-        facts = build_facts(class_names, c.raw.scores, c.boxes, c.polys, size, thr)
+            return unreasoned(c, class_names, thr), []
+        wanted = self.reasoner.facts_used(reasoning.rules_file)
+        ctx = None
+        t0 = time.perf_counter()
+        if wanted & CONTEXT_FACTS:
+            ctx = self.scene_context(arr)
+            parts["context"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        own: dict[int, list[str]] = {}
+        facts = build_facts(
+            class_names,
+            c.raw.scores,
+            c.boxes,
+            c.polys,
+            size,
+            thr,
+            context=ctx,
+            wanted=wanted,
+            index=own,
+        )
         ids = {v: k for k, v in names.items()}
+        t2 = time.perf_counter()
         decisions = self.reasoner.decide(reasoning.rules_file, facts, n, set(ids))
-        kept: list[Detection] = []
-        dropped: list[Detection] = []
-        for k, d in enumerate(decisions):
-            orig = float(c.raw.scores[k])
-            trace, is_kept = _trace(d, orig, class_names[k], thr)
-            item = self._detection(c, k, ids[d.class_name], d.class_name, d.confidence, trace)
-            if is_kept:
-                kept.append(item)
-            elif orig >= thr:  # only report drops of detections that would have been shown
-                dropped.append(item)
-        kept.sort(key=lambda x: -x.confidence)
-        return kept, dropped
-
-    @staticmethod
-    def _detection(
-        c: Candidates,
-        k: int,
-        class_id: int,
-        class_name: str,
-        conf: float,
-        trace: ReasoningTrace | None,
-    ) -> Detection:
-        x0, y0, x1, y1 = (float(v) for v in c.boxes[k])
-        obb = poly = None
-        if c.raw.obb is not None and c.polys is not None:
-            cx, cy, bw, bh, a = (float(v) for v in c.raw.obb[k])
-            obb = (cx, cy, bw, bh, a)
-            poly = [(float(x), float(y)) for x, y in c.polys[k]]
-        return Detection(class_id, class_name, conf, (x0, y0, x1, y1), obb, poly, trace)
+        parts["facts"], parts["prolog"] = t2 - t1, time.perf_counter() - t2
+        return apply_decisions(c, decisions, class_names, ids, thr, own)
 
 
 @contextmanager
@@ -341,6 +372,7 @@ def _draw(
     image: Image.Image | npt.NDArray[np.uint8],
     arr: npt.NDArray[np.uint8],
     kept: list[Detection],
+    dropped: list[Detection],
     cfg: PipelineConfig,
     notify: Callable[[str], None],
 ) -> tuple[Image.Image | None, Image.Image]:
@@ -357,26 +389,6 @@ def _draw(
         annotated = annotate(
             pil, kept, show_labels=vis.show_labels, confidence_display=vis.confidence_display
         )
+        if vis.show_suppressed and dropped:
+            annotate_suppressed(annotated, dropped)
     return annotated, thumbnail(annotated if annotated is not None else pil)
-
-
-def _trace(
-    d: Decision, original: float, original_class: str, threshold: float
-) -> tuple[ReasoningTrace, bool]:
-    """Returns the trace for a decision and whether the detection is kept.
-
-    The job's threshold applies to the adjusted confidence whatever the rules say, so a
-    rules file that "keeps" a weak candidate cannot lower the job's threshold.
-    """
-    action = d.action
-    rules = list(d.rules)
-    kept = action != "drop" and d.confidence >= threshold
-    if action != "drop" and not kept:
-        action, rules = "drop", [*rules, "below_threshold"]
-    relabelled = d.class_name != original_class
-    if kept and relabelled:
-        action = "relabel"
-    trace = ReasoningTrace(
-        original, d.confidence, action, rules, original_class if relabelled else None
-    )
-    return trace, kept

@@ -17,25 +17,38 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+def _unit(v: float) -> float:
+    return min(max(v, 0.0), 1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class ReasoningTrace:
-    """What the rules did to one detection."""
+    """What the rules did to one detection.
+
+    `facts` are the scene and neighbourhood facts about the detection that the rules file
+    reads (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2), given when a rule fired:
+    what the rules saw when they decided.
+    """
 
     original_confidence: float
     adjusted_confidence: float
     action: Action
     rules_fired: list[str]
     original_class: str | None = None
+    facts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Returns the trace as a JSON-ready dict."""
-        return {
+        """Returns the trace as a JSON-ready dict ("facts" only when there are some)."""
+        out: dict[str, Any] = {
             "original_confidence": round(self.original_confidence, 6),
             "adjusted_confidence": round(self.adjusted_confidence, 6),
             "action": self.action,
             "rules_fired": list(self.rules_fired),
             "original_class": self.original_class,
         }
+        if self.facts:
+            out["facts"] = list(self.facts)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +74,14 @@ class Detection:
     reasoning: ReasoningTrace | None = None
 
     def to_dict(self, image_w: int, image_h: int) -> dict[str, Any]:
-        """Returns the API's detection JSON (bbox, normalized YOLO box, polygon, reasoning)."""
+        """Returns the API's detection JSON (bbox, normalized YOLO box, polygon, reasoning).
+
+        Normalised values are clipped to [0, 1] (a corner may reach a hair past the edge);
+        the pixel ones are left as the model gave them.
+        """
         x0, y0, x1, y1 = self.bbox
+        cx0, cx1 = (min(max(v, 0.0), image_w) for v in (x0, x1))
+        cy0, cy1 = (min(max(v, 0.0), image_h) for v in (y0, y1))
         out: dict[str, Any] = {
             "class_id": self.class_id,
             "class_name": self.class_name,
@@ -76,16 +95,17 @@ class Detection:
             },
             "bbox_normalized": {
                 "format": "yolo",
-                "center_x": round((x0 + x1) / 2 / image_w, 6),
-                "center_y": round((y0 + y1) / 2 / image_h, 6),
-                "width": round((x1 - x0) / image_w, 6),
-                "height": round((y1 - y0) / image_h, 6),
+                "center_x": round((cx0 + cx1) / 2 / image_w, 6),
+                "center_y": round((cy0 + cy1) / 2 / image_h, 6),
+                "width": round((cx1 - cx0) / image_w, 6),
+                "height": round((cy1 - cy0) / image_h, 6),
             },
         }
         if self.polygon is not None:
             out["polygon"] = [[round(x, 2), round(y, 2)] for x, y in self.polygon]
             out["polygon_normalized"] = [
-                [round(x / image_w, 6), round(y / image_h, 6)] for x, y in self.polygon
+                [round(_unit(x / image_w), 6), round(_unit(y / image_h), 6)]
+                for x, y in self.polygon
             ]
         if self.obb is not None:
             out["angle"] = round(self.obb[4], 6)
@@ -166,6 +186,9 @@ class PipelineResult:
         model_name: Label of the model used (file stem).
         annotated: Annotated image, or None when visualization is disabled.
         thumbnail: Longest side 256 px, of the annotated image if present else the original.
+        stats: Counts: slices, raw, candidates, kept, dropped.
+        reasoning_timings: Seconds within the reasoning stage: context (the surface map;
+            absent when the rules read no context fact), facts, prolog.
     """
 
     detections: list[Detection]
@@ -176,3 +199,4 @@ class PipelineResult:
     thumbnail: Image.Image
     annotated: Image.Image | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    reasoning_timings: dict[str, float] = field(default_factory=dict)

@@ -85,6 +85,67 @@ def annotate(
     return out
 
 
+def suppression_label(det: Detection) -> str:
+    """Returns "class: rule" for a dropped detection: the rule that dropped it.
+
+    The last rule that fired is the one named, except that a plain `below_threshold` gives
+    way to the penalty before it (the rule that pushed the confidence down).
+    """
+    rules = list(det.reasoning.rules_fired) if det.reasoning is not None else []
+    named = [r for r in rules if r != "below_threshold"] or rules
+    return f"{det.class_name}: {named[-1]}" if named else det.class_name
+
+
+def _dashed(
+    draw: ImageDraw.ImageDraw,
+    pts: Sequence[tuple[float, float]],
+    color: tuple[int, int, int],
+    width: int,
+    dash: float,
+) -> None:
+    """Draws a closed polygon with dashes `dash` px long and gaps as long."""
+    for (x0, y0), (x1, y1) in zip(pts, [*pts[1:], pts[0]], strict=True):
+        length = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
+        steps = max(1, int(length // dash))
+        for k in range(0, steps, 2):
+            a, b = k / steps, min(1.0, (k + 1) / steps)
+            draw.line(
+                [
+                    (x0 + a * (x1 - x0), y0 + a * (y1 - y0)),
+                    (x0 + b * (x1 - x0), y0 + b * (y1 - y0)),
+                ],
+                fill=color,
+                width=width,
+            )
+
+
+def annotate_suppressed(image: Image.Image, dropped: Sequence[Detection]) -> Image.Image:
+    """Returns `image` with dropped detections drawn dashed, each labelled with its rule.
+
+    Draws on `image` itself (call it on the annotated copy); grey boxes and small labels so
+    they never read as kept detections.
+    """
+    draw = ImageDraw.Draw(image)
+    line, size = style_for(*image.size)
+    font = _font(max(10, size * 3 // 4))
+    color = (235, 235, 235)
+    dash = max(4.0, 3.0 * line)
+    for det in dropped:
+        if det.polygon is not None:
+            pts = [(float(x), float(y)) for x, y in det.polygon]
+        else:
+            x0, y0, x1, y1 = det.bbox
+            pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        _dashed(draw, pts, (20, 20, 20), line + 2, dash)
+        _dashed(draw, pts, color, line, dash)
+        text = suppression_label(det)
+        x, y = det.bbox[0], det.bbox[3] + 1
+        tb = draw.textbbox((0, 0), text, font=font)
+        y = min(y, image.height - (tb[3] - tb[1]) - 2)
+        draw.text((x, y), text, fill=color, font=font, stroke_width=2, stroke_fill=(20, 20, 20))
+    return image
+
+
 def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> Image.Image:
     """Returns a copy scaled so its longest side is `side` px (aspect ratio kept)."""
     w, h = image.size

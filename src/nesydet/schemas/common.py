@@ -31,14 +31,38 @@ class ErrorItem(BaseModel):
     error: str = Field(description="human-readable reason")
 
 
+ERRORS_PAGE = "/docs/errors"
+
+
+def documentation_url(code: str) -> str:
+    """Return where the errors page (served by the API itself, offline) explains ``code``."""
+    return f"{ERRORS_PAGE}#{code}"
+
+
+def first_field(errors: list[dict[str, Any]] | None) -> str | None:
+    """Return the field of the first failing item that names one (validation errors)."""
+    for item in errors or ():
+        field = item.get("field")
+        if isinstance(field, str) and field:
+            return field
+    return None
+
+
 class ErrorDetail(BaseModel):
     """The same error as a nested object, for clients written against ``error.code``."""
 
     code: str
     message: str
     details: str | None = None
+    field: str | None = Field(
+        default=None, description="for validation errors: the (first) failing field's path"
+    )
     timestamp: Timestamp
     request_id: str
+    documentation_url: str = Field(
+        description="the errors page of this service, at this code's entry",
+        json_schema_extra={"example": "/docs/errors#JOB_NOT_FOUND"},
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -74,8 +98,10 @@ def error_example(
         "code": code,
         "message": message,
         "details": details,
+        "field": first_field(errors),
         "timestamp": body["timestamp"],
         "request_id": body["request_id"],
+        "documentation_url": documentation_url(code),
     }
     return body
 

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from nesydet.ids import UPLOAD, id_pattern
 from nesydet.pipeline.config import OVERLAP_RANGE, SLICE_RANGE, UNIT_RANGE, PipelineConfig
 from nesydet.schemas.common import Timestamp
+from nesydet.schemas.webhooks import URL_MAX, WebhookCreated
 
 
 def _between(low: float, high: float) -> AfterValidator:
@@ -71,6 +72,11 @@ class VisualizationConfig(_Strict):
     enabled: bool = _DEFAULT.visualization.enabled
     show_labels: bool = _DEFAULT.visualization.show_labels
     confidence_display: bool = _DEFAULT.visualization.confidence_display
+    show_suppressed: bool = Field(
+        default=_DEFAULT.visualization.show_suppressed,
+        description="also draw the detections the rules dropped, dashed and labelled with the "
+        "rule that dropped them (extension)",
+    )
 
 
 class JobConfig(_Strict):
@@ -106,6 +112,15 @@ class PredictRequest(_Strict):
         description="files of that upload to process; all of them when left out",
     )
     config: JobConfig = Field(default_factory=JobConfig)
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=URL_MAX,
+        examples=["https://hooks.example.com/nesydet"],
+        description="POST the job's final event (job.completed, job.failed or job.cancelled) "
+        "here, signed per Standard Webhooks with a secret returned once in data.webhook; "
+        "public addresses only, as for POST /api/v1/webhooks",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -127,6 +142,11 @@ class PredictData(BaseModel):
     file_count: int
     status_url: str
     config: JobConfig
+    webhook: WebhookCreated | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="the webhook made for webhook_url, with its signing secret (shown once)",
+    )
 
 
 class PredictResponse(BaseModel):

@@ -1,177 +1,230 @@
-"""Results and visualization response models (spec, Endpoints 4 and 5)."""
+"""Results and visualization response models (spec, Endpoints 4 and 5).
+
+Optional keys that a detection or document only has sometimes (an oriented box's ``polygon``,
+a COCO annotation's ``segmentation``) are left out when absent, never sent as null: the routes
+serialize with ``exclude_unset``, and these fields default to "unset".
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+UnitPoint = Annotated[list[Unit], Field(min_length=2, max_length=2)]
+
+
+class BoxXyxy(BaseModel):
+    """An axis-aligned box in pixels (the envelope of an oriented box)."""
+
+    format: Literal["xyxy"] = "xyxy"
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+
+class BoxYolo(BaseModel):
+    """The same box normalised to the image, YOLO's centre form; clipped to [0, 1]."""
+
+    format: Literal["yolo"] = "yolo"
+    center_x: Unit
+    center_y: Unit
+    width: Unit
+    height: Unit
+
+
+class ReasoningTraceOut(BaseModel):
+    """What the rules did to a detection; null when reasoning was off."""
+
+    original_confidence: float
+    adjusted_confidence: float
+    action: Literal["keep", "drop", "relabel"]
+    rules_fired: list[str]
+    original_class: str | None = Field(description="the class before a relabel, else null")
+    facts: list[str] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="the scene facts the rules read, when a rule fired (absent otherwise)",
+    )
+
+
+class DetectionOut(BaseModel):
+    """One detected object."""
+
+    class_id: int = Field(ge=0)
+    class_name: str
+    confidence: Unit
+    bbox: BoxXyxy
+    bbox_normalized: BoxYolo
+    polygon: list[Point] | SkipJsonSchema[None] = Field(
+        default=None, description="oriented-box models: the 4 corners in pixels"
+    )
+    polygon_normalized: list[UnitPoint] | SkipJsonSchema[None] = Field(
+        default=None, description="oriented-box models: the 4 corners normalised, in [0, 1]"
+    )
+    angle: float | SkipJsonSchema[None] = Field(
+        default=None, description="oriented-box models: rotation in radians"
+    )
+    reasoning: ReasoningTraceOut | None
+
+
+class FileDetections(BaseModel):
+    """One image's detections (``format=json``)."""
+
+    file_id: str
+    filename: str
+    dimensions: Annotated[list[int], Field(min_length=2, max_length=2)] = Field(
+        description="[width, height] in pixels"
+    )
+    detections: list[DetectionOut]
+    detection_count: int = Field(ge=0)
+
+
+class JsonResults(BaseModel):
+    job_id: str
+    format: Literal["json"]
+    results: list[FileDetections]
+
+
+class YoloFile(BaseModel):
+    """One image's YOLO label text: ``class cx cy w h conf`` lines (``yolo``, the upright box
+    of an oriented one) or ``class x1 y1 x2 y2 x3 y3 x4 y4 conf`` (``yolo_obb``); every
+    coordinate normalised and within [0, 1]."""
+
+    file_id: str
+    filename: str
+    label_content: str
+    download_url: str = Field(description="the same text as a file")
+
+
+class YoloResults(BaseModel):
+    job_id: str
+    format: Literal["yolo", "yolo_obb"]
+    files: list[YoloFile]
+
+
+class VocFile(BaseModel):
+    """One image's Pascal VOC annotation XML (oriented boxes add a ``robndbox``)."""
+
+    file_id: str
+    filename: str
+    voc_xml: str
+
+
+class VocResults(BaseModel):
+    job_id: str
+    format: Literal["voc"]
+    files: list[VocFile]
+
+
+class CocoImageOut(BaseModel):
+    id: int
+    file_name: str
+    width: int
+    height: int
+    file_id: str
+
+
+class CocoAnnotation(BaseModel):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: Annotated[list[float], Field(min_length=4, max_length=4)] = Field(
+        description="[x, y, width, height] in pixels"
+    )
+    area: float
+    score: float
+    iscrowd: int
+    segmentation: list[list[float]] | SkipJsonSchema[None] = Field(
+        default=None, description="oriented boxes: the polygon, x1 y1 ... x4 y4"
+    )
+    obb: Annotated[list[float], Field(min_length=5, max_length=5)] | SkipJsonSchema[None] = Field(
+        default=None, description="oriented boxes: [cx, cy, w, h, angle in radians]"
+    )
+
+
+class CocoCategory(BaseModel):
+    id: int
+    name: str
+    supercategory: str
+
+
+class CocoInfo(BaseModel):
+    description: str
+    version: str
+
+
+class CocoDocument(BaseModel):
+    """A COCO dataset document; ``annotations`` also loads as a results list."""
+
+    info: CocoInfo
+    licenses: list[dict[str, Any]]
+    images: list[CocoImageOut]
+    annotations: list[CocoAnnotation]
+    categories: list[CocoCategory]
+
+
+class CocoResults(BaseModel):
+    job_id: str
+    format: Literal["coco"]
+    coco: CocoDocument
+
+
+ResultsData = Annotated[
+    JsonResults | YoloResults | CocoResults | VocResults, Field(discriminator="format")
+]
 
 
 class ResultsResponse(BaseModel):
-    """``data`` holds ``results`` (json), ``files`` (yolo, voc) or ``coco`` (coco)."""
+    """``data`` holds ``results`` (json), ``files`` (yolo, yolo_obb, voc) or ``coco`` (coco)."""
 
     status: Literal["success"] = "success"
-    data: dict[str, Any]
+    data: ResultsData
+
+
+class VisualizationLinks(BaseModel):
+    """Where one image's pictures are; a link is null when there is no such picture (no
+    annotated image when the job ran with ``visualization.enabled=false``)."""
+
+    file_id: str
+    filename: str
+    original_url: str = Field(
+        description="the upload; for a TIFF, its PNG rendering (`?as=png`), which an <img> shows"
+    )
+    annotated_url: str | None
+    thumbnail_url: str | None
+    detection_count: int = Field(ge=0)
+
+
+class VisualizationList(BaseModel):
+    job_id: str
+    format: Literal["url"]
+    visualizations: list[VisualizationLinks]
+
+
+class VisualizationInline(BaseModel):
+    """One image's pictures as data URIs, each JPEG or PNG (a TIFF original comes as PNG)."""
+
+    job_id: str
+    file_id: str
+    filename: str
+    format: Literal["base64"]
+    original_image: str = Field(pattern=r"^data:image/(jpeg|png);base64,")
+    annotated_image: str | None = Field(pattern=r"^data:image/(jpeg|png);base64,")
+    thumbnail_image: str | None = Field(pattern=r"^data:image/(jpeg|png);base64,")
+    detection_count: int = Field(ge=0)
+
+
+VisualizationData = Annotated[
+    VisualizationList | VisualizationInline, Field(discriminator="format")
+]
 
 
 class VisualizationResponse(BaseModel):
     """``data`` holds ``visualizations`` (url) or one file's images inline (base64)."""
 
     status: Literal["success"] = "success"
-    data: dict[str, Any]
-
-
-_DETECTION = {
-    "class_id": 0,
-    "class_name": "plane",
-    "confidence": 0.95,
-    "bbox": {"format": "xyxy", "x_min": 100, "y_min": 150, "x_max": 300, "y_max": 250},
-    "bbox_normalized": {
-        "format": "yolo",
-        "center_x": 0.104,
-        "center_y": 0.185,
-        "width": 0.104,
-        "height": 0.093,
-    },
-    "polygon": [[104.1, 150.0], [300.0, 171.3], [295.9, 250.0], [100.0, 228.7]],
-    "polygon_normalized": [[0.0542, 0.1389], [0.1563, 0.1586], [0.1541, 0.2315], [0.0521, 0.2118]],
-    "angle": 0.108,
-    "reasoning": {
-        "original_confidence": 0.91,
-        "adjusted_confidence": 0.95,
-        "action": "keep",
-        "rules_fired": ["plane_near_plane"],
-        "original_class": None,
-    },
-}
-
-RESULTS_EXAMPLES: dict[str, Any] = {
-    "json": {
-        "summary": "format=json",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "format": "json",
-                "results": [
-                    {
-                        "file_id": "img_x1y2z3a4b5c6",
-                        "filename": "image1.jpg",
-                        "dimensions": [1920, 1080],
-                        "detections": [_DETECTION],
-                        "detection_count": 1,
-                    }
-                ],
-            },
-        },
-    },
-    "yolo": {
-        "summary": "format=yolo",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "format": "yolo",
-                "files": [
-                    {
-                        "file_id": "img_x1y2z3a4b5c6",
-                        "filename": "image1.jpg",
-                        "label_content": "0 0.104 0.185 0.104 0.093 0.95\n",
-                        "download_url": "/api/v1/jobs/job_abc123xyz789/results/"
-                        "img_x1y2z3a4b5c6/labels.txt",
-                    }
-                ],
-            },
-        },
-    },
-    "coco": {
-        "summary": "format=coco",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "format": "coco",
-                "coco": {
-                    "images": [
-                        {
-                            "id": 1,
-                            "file_name": "image1.jpg",
-                            "width": 1920,
-                            "height": 1080,
-                            "file_id": "img_x1y2z3a4b5c6",
-                        }
-                    ],
-                    "annotations": [
-                        {
-                            "id": 1,
-                            "image_id": 1,
-                            "category_id": 0,
-                            "bbox": [100, 150, 200, 100],
-                            "area": 20000,
-                            "score": 0.95,
-                            "iscrowd": 0,
-                        }
-                    ],
-                    "categories": [{"id": 0, "name": "plane", "supercategory": "object"}],
-                },
-            },
-        },
-    },
-    "voc": {
-        "summary": "format=voc",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "format": "voc",
-                "files": [
-                    {
-                        "file_id": "img_x1y2z3a4b5c6",
-                        "filename": "image1.jpg",
-                        "voc_xml": "<annotation>…</annotation>",
-                    }
-                ],
-            },
-        },
-    },
-}
-
-VISUALIZATION_EXAMPLES: dict[str, Any] = {
-    "url": {
-        "summary": "format=url",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "visualizations": [
-                    {
-                        "file_id": "img_x1y2z3a4b5c6",
-                        "filename": "image1.jpg",
-                        "original_url": "/api/v1/files/img_x1y2z3a4b5c6/original",
-                        "annotated_url": "/api/v1/files/img_x1y2z3a4b5c6/annotated"
-                        "?job_id=job_abc123xyz789",
-                        "thumbnail_url": "/api/v1/files/img_x1y2z3a4b5c6/thumbnail"
-                        "?job_id=job_abc123xyz789",
-                        "detection_count": 15,
-                    }
-                ],
-            },
-        },
-    },
-    "base64": {
-        "summary": "format=base64, one file",
-        "value": {
-            "status": "success",
-            "data": {
-                "job_id": "job_abc123xyz789",
-                "file_id": "img_x1y2z3a4b5c6",
-                "filename": "image1.jpg",
-                "format": "base64",
-                "original_image": "data:image/jpeg;base64,/9j/4AAQSkZJRg...",
-                "annotated_image": "data:image/jpeg;base64,/9j/4AAQSkZJRg...",
-                "thumbnail_image": "data:image/jpeg;base64,/9j/4AAQSkZJRg...",
-                "detection_count": 15,
-            },
-        },
-    },
-}
+    data: VisualizationData

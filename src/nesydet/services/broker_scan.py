@@ -1,4 +1,5 @@
-"""Which jobs have a task message in the broker right now (queued, or held by a worker)?
+"""What the broker holds: how many task messages wait in the ``inference`` queue (for
+``queue_length``), and which jobs have a message (queued, or held by a worker).
 
 A Redis restart without persistence, a FLUSHALL or a failover loses the broker's messages
 while the database still says the jobs are queued. The sweeper asks this module, and resends
@@ -8,7 +9,9 @@ for others the answer is "unknown" (None) and nothing is resent.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import redis
 
@@ -51,5 +54,36 @@ def jobs_in_broker(broker_url: str, *, timeout_s: float = 3.0) -> set[str] | Non
         for _tag, held in client.hscan_iter(_UNACKED, count=_BATCH):
             found |= _job_ids(held)
         return found
+    finally:
+        client.close()
+
+
+def queue_length(broker_url: str, broker_dir: Path, *, timeout_s: float = 0.5) -> int | None:
+    """Return the number of task messages waiting in the ``inference`` queue, or None when the
+    broker cannot say (another transport) or cannot be reached within ``timeout_s``.
+
+    Messages a worker has taken (and holds until its job ends) are not counted: they no longer
+    wait.
+    """
+    if broker_url.startswith("filesystem://"):
+        # kombu's filesystem transport: one file per message, named <time>_<uuid>.<queue>.msg.
+        suffix = f".{QUEUE}.msg"
+        try:
+            with os.scandir(broker_dir / "queue") as entries:
+                return sum(1 for entry in entries if entry.name.endswith(suffix))
+        except OSError:
+            return None
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    client = redis.Redis.from_url(
+        broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key in _queue_keys(QUEUE):
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
+    except redis.RedisError:
+        return None
     finally:
         client.close()

@@ -14,6 +14,7 @@ from nesydet.broker import INFERENCE_TASK, QUEUE
 from nesydet.config import Settings
 from nesydet.db.base import utcnow
 from nesydet.db.repositories import jobs as job_repo
+from nesydet.observability import tracing
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5.0
@@ -35,15 +36,19 @@ class Dispatcher:
     def publish(self, job_id: str, image_count: int, countdown: float | None = None) -> None:
         """Send the job's task now (blocking); raises when the broker cannot be reached."""
         hard, soft = self.time_limits(image_count)
-        self.celery.send_task(
-            INFERENCE_TASK,
-            args=[job_id],
-            queue=QUEUE,
-            time_limit=hard,
-            soft_time_limit=soft,
-            countdown=countdown,
-            retry=False,
-        )
+        with tracing.span(
+            f"send {INFERENCE_TASK}", kind=tracing.PRODUCER, attributes={"job_id": job_id}
+        ):
+            self.celery.send_task(
+                INFERENCE_TASK,
+                args=[job_id],
+                queue=QUEUE,
+                time_limit=hard,
+                soft_time_limit=soft,
+                countdown=countdown,
+                retry=False,
+                headers=tracing.inject() or None,  # the worker's job span continues this trace
+            )
 
     async def send(self, job_id: str, image_count: int, *, retrying: bool = False) -> bool:
         """Publish from async code within the publish timeout; return whether it was sent.

@@ -25,7 +25,7 @@ from nesydet.errors import (
     ValidationFailed,
 )
 from nesydet.ids import new_id
-from nesydet.observability import metrics
+from nesydet.observability import metrics, tracing
 from nesydet.pipeline import MODEL_SUFFIXES, RULES_SUFFIXES
 from nesydet.schemas.jobs import JobConfig, PredictRequest
 from nesydet.services.assets import available, resolve_inside
@@ -33,6 +33,8 @@ from nesydet.services.dispatch import Dispatcher
 from nesydet.services.job_status import job_status_payload, publish
 from nesydet.services.status_cache import CachedStatus, StatusCache
 from nesydet.services.uploads import get_upload
+from nesydet.services.webhooks import subscriptions as webhooks
+from nesydet.services.webhooks.outbox import WebhookOutbox
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,9 @@ async def create_job(
         UploadNotFound: the upload does not exist, is another owner's, or has expired.
         InvalidFileIds: some ``file_ids`` are not files of that upload.
         InvalidConfig: the model or rules file named by the config is not available.
+        WebhookUrlRefused: ``webhook_url`` fails the SSRF guard.
     """
+    await webhooks.check_job_url(request.webhook_url, settings)  # before anything is looked up
     upload = await get_upload(session=session, upload_id=request.upload_id, owner=owner)
     files = _chosen_files(upload, request.file_ids)
     model = check_assets(request.config, settings)
@@ -142,6 +146,8 @@ async def create_job(
         files=[JobFile(file_id=f.id, position=i, status="pending") for i, f in enumerate(files)],
     )
     await job_repo.add(session=session, job=job)
+    tracing.set_attribute("job_id", job.id)  # on the request's span
+    await webhooks.add_job_webhook(session=session, job=job, url=request.webhook_url)
 
     async def after() -> None:
         metrics.INFERENCE_JOBS.labels(status=JobStatus.QUEUED).inc()
@@ -238,7 +244,12 @@ async def status_body(
 
 
 async def cancel_job(
-    *, session: AsyncSession, cache: StatusCache, job_id: str, owner: str | None
+    *,
+    session: AsyncSession,
+    cache: StatusCache,
+    job_id: str,
+    owner: str | None,
+    dispatcher: Dispatcher | None = None,
 ) -> Job:
     """Cancel a queued or processing job; a running one stops before its next image.
 
@@ -267,9 +278,16 @@ async def cancel_job(
             "The job has already finished", details=f"job {job_id} is {job.status}"
         )
 
+    # The job.cancelled webhook deliveries commit with the cancellation (``dispatcher``
+    # sends their tasks afterwards).
+    outbox = WebhookOutbox.of(dispatcher) if dispatcher is not None else None
+    deliveries = await outbox.record(session, cancelled) if outbox is not None else []
+
     async def after() -> None:
         metrics.INFERENCE_JOBS.labels(status=JobStatus.CANCELLED).inc()
         await publish(cache, cancelled)
+        if outbox is not None and deliveries:
+            await outbox.send(deliveries)
 
     uow.after_commit(session, after)
     return cancelled

@@ -1,5 +1,9 @@
 """Use cases for results: detections in JSON/YOLO/COCO/VOC (Endpoint 4), visualizations
-(Endpoint 5) and the binary files behind them."""
+(Endpoint 5) and the binary files behind them.
+
+``format=yolo`` is the spec's ``class cx cy w h conf`` (an oriented box gives its upright
+envelope), ``yolo_obb`` the 8-point oriented form; both are clipped to [0, 1].
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ from nesydet.errors import FileNotFound, ResultsNotReady, StorageError, Validati
 from nesydet.pipeline import export
 from nesydet.pipeline.types import Detection, ReasoningTrace
 from nesydet.services.jobs import get_job
+from nesydet.services.png_rendering import BROWSER_TYPES, rendered_png
 from nesydet.storage import Storage, StorageFailure
 
-ResultFormat = Literal["json", "yolo", "coco", "voc"]
+ResultFormat = Literal["json", "yolo", "yolo_obb", "coco", "voc"]
+LabelFormat = Literal["yolo", "yolo_obb"]
 ArtefactKind = Literal["original", "annotated", "thumbnail"]
 
 
@@ -36,6 +42,7 @@ def to_detection(row: DetectionRow) -> Detection:
             action=r["action"],
             rules_fired=list(r.get("rules_fired", [])),
             original_class=r.get("original_class"),
+            facts=list(r.get("facts", [])),
         )
     obb = tuple(row.obb) if row.obb is not None else None
     polygon = [(float(x), float(y)) for x, y in row.polygon] if row.polygon is not None else None
@@ -141,13 +148,14 @@ async def results(
             }
             for r in files
         ]
-    elif fmt == "yolo":
+    elif fmt in ("yolo", "yolo_obb"):
+        query = "?format=yolo_obb" if fmt == "yolo_obb" else ""
         data["files"] = [
             {
                 "file_id": r.upload.id,
                 "filename": r.upload.filename,
-                "label_content": export.to_yolo(r.detections, *_size(r)),
-                "download_url": f"/api/v1/jobs/{job.id}/results/{r.upload.id}/labels.txt",
+                "label_content": export.to_yolo(r.detections, *_size(r), obb=fmt == "yolo_obb"),
+                "download_url": f"/api/v1/jobs/{job.id}/results/{r.upload.id}/labels.txt{query}",
             }
             for r in files
         ]
@@ -173,19 +181,28 @@ async def results(
 
 
 async def labels_text(
-    *, session: AsyncSession, job_id: str, file_id: str, owner: str | None
+    *,
+    session: AsyncSession,
+    job_id: str,
+    file_id: str,
+    fmt: LabelFormat = "yolo",
+    owner: str | None,
 ) -> str:
-    """Return one file's YOLO label text."""
+    """Return one file's YOLO label text (``yolo``: upright boxes, ``yolo_obb``: 8 points)."""
     job = await completed_job(session=session, job_id=job_id, owner=owner)
     [result] = await _file_results(session=session, job=job, file_id=file_id)
-    return export.to_yolo(result.detections, *_size(result))
+    return export.to_yolo(result.detections, *_size(result), obb=fmt == "yolo_obb")
 
 
-def _file_urls(file_id: str, job_id: str) -> dict[str, str]:
+def _file_urls(f: JobFile, job_id: str) -> dict[str, str | None]:
+    """Return the links of a job file's pictures: null where there is none (no annotated
+    image when the job ran without visualization), a PNG rendering for a TIFF original."""
+    base = f"/api/v1/files/{f.file_id}"
+    as_png = "" if f.file.content_type in BROWSER_TYPES else "?as=png"
     return {
-        "original_url": f"/api/v1/files/{file_id}/original",
-        "annotated_url": f"/api/v1/files/{file_id}/annotated?job_id={job_id}",
-        "thumbnail_url": f"/api/v1/files/{file_id}/thumbnail?job_id={job_id}",
+        "original_url": f"{base}/original{as_png}",
+        "annotated_url": f"{base}/annotated?job_id={job_id}" if f.annotated_key else None,
+        "thumbnail_url": f"{base}/thumbnail?job_id={job_id}" if f.thumbnail_key else None,
     }
 
 
@@ -214,11 +231,12 @@ async def visualizations(
     if fmt == "url":
         return {
             "job_id": job.id,
+            "format": "url",
             "visualizations": [
                 {
                     "file_id": f.file_id,
                     "filename": f.file.filename,
-                    **_file_urls(f.file_id, job.id),
+                    **_file_urls(f, job.id),
                     "detection_count": f.detection_count or 0,
                 }
                 for f in files
@@ -236,12 +254,15 @@ async def visualizations(
             ],
         )
     [f] = files
+    original_key, original_type = f.file.storage_key, f.file.content_type
+    if original_type not in BROWSER_TYPES:  # a TIFF: what an <img> can show
+        original_key, original_type = await rendered_png(storage, original_key), "image/png"
     return {
         "job_id": job.id,
         "file_id": f.file_id,
         "filename": f.file.filename,
         "format": "base64",
-        "original_image": await _data_uri(storage, f.file.storage_key, f.file.content_type),
+        "original_image": await _data_uri(storage, original_key, original_type),
         "annotated_image": await _data_uri(storage, f.annotated_key, "image/jpeg"),
         "thumbnail_image": await _data_uri(storage, f.thumbnail_key, "image/jpeg"),
         "detection_count": f.detection_count or 0,
@@ -263,12 +284,21 @@ async def artefact(
     kind: ArtefactKind,
     job_id: str | None,
     owner: str | None,
+    storage: Storage | None = None,
+    as_png: bool = False,
 ) -> Artefact:
     """Return the stored object behind ``/api/v1/files/{file_id}/{kind}`` (only of a file of
-    ``owner``'s, when given)."""
+    ``owner``'s, when given); with ``as_png``, the original's PNG rendering (made in
+    ``storage`` on first request)."""
     upload_file = await upload_repo.get_file(session=session, file_id=file_id, owner=owner)
     if upload_file is None:
         raise FileNotFound("File not found", details=f"no file with id {file_id}")
+    if kind == "original" and as_png:
+        if storage is None:
+            raise ValueError("as_png needs the storage to render into")
+        rendering = await rendered_png(storage, upload_file.storage_key)
+        stem = upload_file.filename.rsplit(".", 1)[0]
+        return Artefact(rendering, "image/png", f"{stem}.png", True)
     if kind == "original":
         return Artefact(
             upload_file.storage_key, upload_file.content_type, upload_file.filename, True

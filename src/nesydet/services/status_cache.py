@@ -8,6 +8,10 @@ Redis in the other. Every entry therefore carries the job row's ``version`` (bum
 write that changes the status), and a script on the server stores an entry only when it is
 newer than the one there, so the cached status never goes backwards. Each entry also names
 the job's owner, so that a poll is checked against its caller without the database.
+
+Every entry stored is also published, by the same script, on the job's channel
+(:func:`channel`), with the job's log lines (:meth:`RedisStatusCache.log`): a watcher that
+subscribes there sees each status in version order without polling.
 """
 
 from __future__ import annotations
@@ -26,12 +30,19 @@ from nesydet.domain import TERMINAL_STATUSES
 log = logging.getLogger(__name__)
 
 _PREFIX = "nesydet:job-status:"
+_CHANNEL = "nesydet:job-events:"
+_LOG = "nesydet:job-log:"
+# A job's last log lines, kept for watchers that come late; kept a day after the last one.
+LOG_KEEP = 200
+LOG_TTL_S = 86400
+LOG_RETRY_AFTER_S = 5.0
 # A non-final status may lag the database by at most this long if a cache write was lost.
 LIVE_TTL_S = 30
 READ_RETRY_AFTER_S = 5.0
 
-# KEYS[1] the job's key; ARGV: version, entry text, expiry in seconds. Entries are stored as
-# "<version>:<owner>:<json>" so the script compares versions without decoding JSON.
+# KEYS[1] the job's key, KEYS[2] its channel; ARGV: version, entry text, expiry in seconds.
+# Entries are stored as "<version>:<owner>:<json>" so the script compares versions without
+# decoding JSON; what is stored is published as "s:<version>:<owner>:<json>".
 _PUT_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -39,8 +50,32 @@ if current then
   if seen and seen >= tonumber(ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+redis.call('PUBLISH', KEYS[2], 's:' .. ARGV[1] .. ':' .. ARGV[2])
 return 1
 """
+# KEYS[1] the job's log list, KEYS[2] its sequence counter, KEYS[3] its channel; ARGV: the
+# line's JSON, how many lines to keep, expiry. Lines are kept as "<seq>:<json>" and
+# published as "l:<seq>:<json>"; the sequence orders them for a watcher reading both.
+_APPEND_LOG = """
+local seq = redis.call('INCR', KEYS[2])
+local line = seq .. ':' .. ARGV[1]
+redis.call('RPUSH', KEYS[1], line)
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('PUBLISH', KEYS[3], 'l:' .. line)
+return seq
+"""
+
+
+def channel(job_id: str) -> str:
+    """Return the pub/sub channel of a job's statuses and log lines."""
+    return _CHANNEL + job_id
+
+
+def log_key(job_id: str) -> str:
+    """Return the key of the list of a job's last log lines ("<seq>:<json>")."""
+    return _LOG + job_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +114,9 @@ class StatusCache(Protocol):
     ) -> None:
         """Cache a status payload that was just committed, unless a newer one is cached."""
 
+    async def log(self, job_id: str, line: dict[str, Any]) -> None:
+        """Publish a log line of the job (stage change, retry, warning); never raises."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -95,6 +133,9 @@ class NoStatusCache:
     ) -> None:
         """Do nothing."""
 
+    async def log(self, job_id: str, line: dict[str, Any]) -> None:
+        """Do nothing: without Redis a job has no log line stream."""
+
     async def close(self) -> None:
         """Do nothing."""
 
@@ -107,8 +148,10 @@ class RedisStatusCache:
             url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
         )
         self._put = self._redis.register_script(_PUT_IF_NEWER)
+        self._append_log = self._redis.register_script(_APPEND_LOG)
         self._final_ttl = final_ttl_s
         self._reads_off_until = 0.0
+        self._logs_off_until = 0.0
 
     async def get(self, job_id: str) -> CachedStatus | None:
         """Return the cached status; None on a miss or when Redis fails.
@@ -137,13 +180,30 @@ class RedisStatusCache:
         key = _PREFIX + job_id
         text = f"{owner or ''}:{json.dumps(payload)}"
         try:
-            await self._put(keys=[key], args=[version, text, _ttl(payload, self._final_ttl)])
+            await self._put(
+                keys=[key, channel(job_id)], args=[version, text, _ttl(payload, self._final_ttl)]
+            )
         except redis.RedisError as exc:
             log.warning("status cache write failed", extra={"error": repr(exc)})
             try:
                 await self._redis.delete(key)
             except redis.RedisError:
                 pass
+
+    async def log(self, job_id: str, line: dict[str, Any]) -> None:
+        """Keep the line in the job's log and publish it on the job's channel.
+
+        Log lines are a courtesy to watchers: a failure is logged and, for a few seconds,
+        later lines are skipped, so that a frozen Redis never slows a job down.
+        """
+        if time.monotonic() < self._logs_off_until:
+            return
+        keys = [log_key(job_id), log_key(job_id) + ":seq", channel(job_id)]
+        try:
+            await self._append_log(keys=keys, args=[json.dumps(line), LOG_KEEP, LOG_TTL_S])
+        except redis.RedisError as exc:
+            self._logs_off_until = time.monotonic() + LOG_RETRY_AFTER_S
+            log.warning("job log write failed", extra={"error": repr(exc)})
 
     async def close(self) -> None:
         """Close the connection pool."""

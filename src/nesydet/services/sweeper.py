@@ -34,6 +34,7 @@ from nesydet.services.dispatch import Dispatcher
 from nesydet.services.job_status import publish
 from nesydet.services.retention import cleanup
 from nesydet.services.status_cache import StatusCache, make_status_cache
+from nesydet.services.webhooks.outbox import WebhookOutbox
 from nesydet.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,14 @@ async def sweep(
     counts = {"requeued": 0, "failed": 0, "sent": 0, "resent": 0}
     async with sessionmaker() as session:
         stale = await job_repo.stale_processing(session=session, stale_before=stale_before)
+    outbox = WebhookOutbox.of(dispatcher)
     for job in stale:
         recovered = await _recover(
-            sessionmaker=sessionmaker, settings=settings, job=job, stale_before=stale_before
+            sessionmaker=sessionmaker,
+            settings=settings,
+            job=job,
+            stale_before=stale_before,
+            outbox=outbox,
         )
         if recovered is not None:
             outcome, row = recovered
@@ -151,9 +157,14 @@ async def _recover(
     settings: Settings,
     job: Job,
     stale_before: datetime,
+    outbox: WebhookOutbox,
 ) -> tuple[str, Job] | None:
     """Re-queue a job whose worker died, or fail it when it ran out of time or attempts;
-    return the outcome and the job's new row, or None when its holder came back first."""
+    return the outcome and the job's new row, or None when its holder came back first.
+
+    A job failed here gets its ``job.failed`` webhook deliveries in the same transaction,
+    their tasks sent after the commit (as a worker's failure does).
+    """
     now = utcnow()
     values: dict[str, Any]
     if job.deadline_at is not None and now > job.deadline_at:
@@ -190,9 +201,12 @@ async def _recover(
             stale_before=stale_before,
             values=values,
         )
+        failed = row is not None and outcome == "failed"
+        deliveries = await outbox.record(session, row) if failed and row is not None else []
         await session.commit()
     if row is None:
         return None
+    await outbox.send(deliveries)
     if outcome == "failed":
         metrics.INFERENCE_JOBS.labels(status=JobStatus.FAILED).inc()
     log.warning("stale job recovered", extra={"job_id": job.id, "outcome": outcome})

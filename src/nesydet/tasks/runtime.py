@@ -29,6 +29,7 @@ from nesydet.services.processing.runner import JobRunner
 from nesydet.services.processing.saver import BackgroundSaver
 from nesydet.services.processing.store import JobStore
 from nesydet.services.status_cache import StatusCache, make_status_cache
+from nesydet.services.webhooks.outbox import WebhookOutbox
 from nesydet.storage import create_storage
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
         settings.rules_dir,
         default_model=settings.default_model,
         device=settings.device,
+        backend=settings.inference_backend,
+        onnx_cache_dir=settings.onnx_cache_dir,
         cpu_threads=settings.worker_cpu_threads(concurrency),
         **detector_factory(settings),
     )
@@ -105,6 +108,7 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
             worker_id=worker_id,
             heartbeat_stale_s=settings.heartbeat_stale_s,
             default_seconds_per_image=settings.default_seconds_per_image,
+            webhooks=WebhookOutbox(celery, settings),
         ),
         io=io,
         dispatcher=Dispatcher(celery, settings),

@@ -13,10 +13,11 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from nesydet.broker import INFERENCE_TASK, QUEUE, make_celery
 from nesydet.config import Settings
-from nesydet.observability import metrics
+from nesydet.observability import metrics, worker_metrics
 from nesydet.pipeline import RulesError
 from nesydet.pipeline.reasoning.engine import check_version, installed_version
 from nesydet.tasks import runtime
+from nesydet.tasks.metrics_server import close_inherited_socket, start_metrics_server
 from nesydet.tasks.supervision import (
     EXIT_CANNOT_START,
     PoolWatch,
@@ -24,6 +25,7 @@ from nesydet.tasks.supervision import (
     mark_starting,
     markers_dir,
 )
+from nesydet.tasks.tracing import connect_tracing, task_trace
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=INFERENCE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_inference(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
-        runtime.runtime().runner.run(job_id)
+        with task_trace(self):
+            runtime.runtime().runner.run(job_id)
 
 
 def create_worker_app(settings: Settings, *, concurrency: int, markers: Path) -> Celery:
@@ -43,14 +46,17 @@ def create_worker_app(settings: Settings, *, concurrency: int, markers: Path) ->
     """
     app = make_celery(settings)
     register_tasks(app)
+    connect_tracing(settings)  # before the runtime's hooks: pool processes trace from the start
 
     def init_process(**_: Any) -> None:
+        close_inherited_socket()
         mark_starting(markers)
         try:
             runtime.start_runtime(settings, app, concurrency=concurrency)
         except Exception:  # it cannot run jobs: die, so the main process counts a failed start
             log.exception("a pool process could not start")
             os._exit(EXIT_CANNOT_START)
+        worker_metrics.WORKER_PROCESSES.set(1)
         mark_ready(markers)
 
     def shutdown_process(**_: Any) -> None:
@@ -92,9 +98,12 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | N
         "--without-mingle",
         "--hostname=nesydet@%h",
     ]
+    served = start_metrics_server(settings)
     watch.start()
     try:
         app.worker_main(argv)
     finally:
         watch.stop()
+        if served is not None:
+            served.stop()
     return 0

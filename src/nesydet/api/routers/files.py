@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from nesydet.api.auth import ReaderDep
 from nesydet.api.deps import SessionDep, StorageDep
 from nesydet.api.params import FileIdPath, JobIdQuery
-from nesydet.errors import FileNotFound, StorageError
+from nesydet.errors import FileNotFound, StorageError, ValidationFailed
 from nesydet.schemas.common import error_responses
 from nesydet.services import results as result_service
 from nesydet.storage import Storage, StorageFailure
@@ -45,9 +45,11 @@ def content_disposition(filename: str, *, attachment: bool) -> str:
     "/files/{file_id}/{kind}",
     summary="An image: original, annotated or thumbnail",
     description=(
-        "`original` is the uploaded file as it was sent. `annotated` and `thumbnail` come from "
-        "the job given by `job_id`, or from the file's most recent completed job. Responses "
-        "carry an `ETag`; send it back in `If-None-Match` to get 304."
+        "`original` is the uploaded file as it was sent (a download); `original?as=png` is its "
+        "PNG rendering, shown inline, which any `<img>` displays (for TIFF uploads). "
+        "`annotated` and `thumbnail` (JPEG) come from the job given by `job_id`, or from the "
+        "file's most recent completed job. Responses carry an `ETag`; send it back in "
+        "`If-None-Match` to get 304."
     ),
     response_class=Response,
     responses={
@@ -79,10 +81,22 @@ async def get_file(
     storage: StorageDep,
     principal: ReaderDep,
     job_id: JobIdQuery = None,
+    as_: Annotated[
+        Literal["png"] | None,
+        Query(alias="as", description="`png`: the original rendered as PNG (original only)"),
+    ] = None,
 ) -> Response:
     """Return the image bytes with caching headers."""
+    if as_ is not None and kind != "original":
+        raise _as_png_refused(kind)
     item = await result_service.artefact(
-        session=session, file_id=file_id, kind=kind, job_id=job_id, owner=principal.owner
+        session=session,
+        file_id=file_id,
+        kind=kind,
+        job_id=job_id,
+        owner=principal.owner,
+        storage=storage,
+        as_png=as_ is not None,
     )
     try:
         stat = await anyio.to_thread.run_sync(storage.stat, item.key)
@@ -97,8 +111,10 @@ async def get_file(
         "ETag": etag,
         "Cache-Control": cache_control(item.immutable, private=principal.via != "none"),
         # An original is the client's file as sent: a download, never rendered by a browser
-        # (a PNG that is also HTML or ZIP is a valid PNG). Our own JPEGs may show inline.
-        "Content-Disposition": content_disposition(item.filename, attachment=kind == "original"),
+        # (a PNG that is also HTML or ZIP is a valid PNG). Our own encodings may show inline.
+        "Content-Disposition": content_disposition(
+            item.filename, attachment=kind == "original" and as_ is None
+        ),
     }
     if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
@@ -109,6 +125,21 @@ async def get_file(
         iterate(storage, item.key),
         media_type=item.content_type,
         headers={**headers, "Content-Length": str(stat.size)},
+    )
+
+
+def _as_png_refused(kind: str) -> ValidationFailed:
+    return ValidationFailed(
+        "as=png applies to the original only",
+        errors=[
+            {
+                "field": "as",
+                "location": "query",
+                "error_code": "INVALID_VALUE",
+                "error": f"the {kind} image is a JPEG already; as=png is for original",
+            }
+        ],
+        details="as: only with /original",
     )
 
 

@@ -37,6 +37,7 @@ from nesydet.services import idempotency, retention
 from nesydet.services import jobs as job_service
 from nesydet.services.job_events import status_events
 from nesydet.services.job_status import job_status_payload, list_item, status_url
+from nesydet.services.webhooks import subscriptions as webhooks
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -101,6 +102,12 @@ _PREDICT_EXAMPLE = {
                 "file_ids must name files of the upload",
                 "img_000000000000 is not a file of upl_a1b2c3d4e5f6",
             ),
+            (
+                400,
+                "WEBHOOK_URL_REFUSED",
+                "The webhook URL is not allowed",
+                "webhook_url: 10.0.0.5 is a private address",
+            ),
             (404, "UPLOAD_NOT_FOUND", "Upload not found", "no upload with id upl_000000000000"),
             _KEY_REUSED,
             (
@@ -141,6 +148,7 @@ async def predict(
         owner=principal.owner,
     )
     config = body.config.model_copy(update={"model_path": job.config["model_path"]})
+    hook = await webhooks.job_webhook(session=session, job_id=job.id) if body.webhook_url else None
     response = PredictResponse(
         data=PredictData(
             job_id=job.id,
@@ -150,6 +158,7 @@ async def predict(
             file_count=job.file_count,
             status_url=status_url(job.id),
             config=config,
+            webhook=webhooks.webhook_created(hook) if hook is not None else None,
         )
     )
     await remembered(session, idempotent, response, 202)
@@ -255,11 +264,15 @@ async def job_status(
     },
 )
 async def cancel(
-    job_id: JobIdPath, session: SessionDep, cache: StatusCacheDep, principal: WriterDep
+    job_id: JobIdPath,
+    session: SessionDep,
+    cache: StatusCacheDep,
+    dispatcher: DispatcherDep,
+    principal: WriterDep,
 ) -> JSONResponse:
     """Cancel the job."""
     job = await job_service.cancel_job(
-        session=session, cache=cache, job_id=job_id, owner=principal.owner
+        session=session, cache=cache, job_id=job_id, owner=principal.owner, dispatcher=dispatcher
     )
     return JSONResponse({"status": "success", "data": job_status_payload(job)})
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 import anyio
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from nesydet import API_VERSION, __version__
 from nesydet.api.errors import error_response
 from nesydet.observability import metrics
+from nesydet.observability.host_metrics import HostFigures
 from nesydet.schemas.common import ErrorResponse, error_example
 from nesydet.schemas.system import (
     HEALTH_EXAMPLE,
@@ -19,6 +23,15 @@ from nesydet.schemas.system import (
 from nesydet.services.monitoring import cluster_figures
 
 router = APIRouter(tags=["system"])
+
+
+class ReadinessCheck(StrEnum):
+    """A dependency readiness checks."""
+
+    DATABASE = "database"
+    STORAGE = "storage"
+    BROKER = "broker"
+
 
 _NOT_READY_EXAMPLE = {
     **error_example("NOT_READY", "Not ready: database", "database: ConnectionRefusedError: ..."),
@@ -53,10 +66,23 @@ async def healthz() -> HealthResponse:
         },
     },
 )
-async def readyz(request: Request) -> Response:
-    """Return 200 when the database, storage and broker answer, else 503 naming what failed."""
+async def readyz(
+    request: Request,
+    require: Annotated[
+        list[ReadinessCheck] | None,
+        Query(
+            description="the checks that decide the answer (all three by default); e.g. a "
+            "load balancer or Kubernetes probe asks `require=database&require=storage`, because "
+            "the API keeps serving while the broker is away (jobs wait and are sent when it is "
+            "back) and must not be taken out of rotation for it. Every check is reported.",
+        ),
+    ] = None,
+) -> Response:
+    """Return 200 when the required dependencies (by default the database, storage and broker)
+    answer, else 503 naming what failed."""
     results = await request.app.state.readiness.check()
-    failing = [name for name, result in results.items() if not result["ok"]]
+    required = set(require or ReadinessCheck)
+    failing = [name for name, result in results.items() if not result["ok"] and name in required]
     if failing:
         return error_response(
             503,
@@ -77,11 +103,18 @@ async def readyz(request: Request) -> Response:
     responses={200: {"content": {"text/plain": {"example": "api_requests_total{...} 1.0"}}}},
 )
 async def prometheus_metrics(request: Request) -> Response:
-    """Return every metric in the Prometheus text format (API and worker processes)."""
+    """Return this host's API processes' metrics, its CPU and memory, and the cluster-wide
+    gauges (queue length, active workers, jobs by status) in the Prometheus text format.
+
+    Workers serve their own metrics (``nesydet worker``, port 9091).
+    """
     state = request.app.state
     figures = await cluster_figures(sessionmaker=state.sessionmaker, settings=state.settings)
-    extra = metrics.PointInTime(
-        queue_length=figures.queued_jobs, active_workers=figures.live_workers
+    cluster = metrics.ClusterGauges(
+        queue_length=figures.queue_length,
+        active_workers=figures.live_workers,
+        jobs_by_status=figures.jobs_by_status,
     )
-    payload, content_type = await anyio.to_thread.run_sync(metrics.render_latest, extra)
+    host = HostFigures(scope="api", main_pid=metrics.group_main_pid())
+    payload, content_type = await anyio.to_thread.run_sync(metrics.render_latest, cluster, host)
     return Response(content=payload, media_type=content_type)

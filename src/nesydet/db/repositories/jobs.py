@@ -285,6 +285,12 @@ async def count_by_status(*, session: AsyncSession, status: str) -> int:
     )
 
 
+async def counts_by_status(*, session: AsyncSession) -> dict[str, int]:
+    """Return how many jobs there are in each status (statuses with none are left out)."""
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    return {str(status): int(n) for status, n in (await session.execute(stmt)).all()}
+
+
 async def unsent(
     *, session: AsyncSession, created_before: datetime, sent_before: datetime
 ) -> list[tuple[str, int]]:

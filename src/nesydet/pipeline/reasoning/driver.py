@@ -15,11 +15,13 @@ job asserts survives it.
 DRIVER_MODULE = "nesydet_driver"
 
 DRIVER = r"""
-:- module(nesydet_driver, [nd_load/4, nd_run/4, nd_drop/1]).
+:- module(nesydet_driver, [nd_load/4, nd_run/4, nd_drop/1, nd_uses/2]).
 :- use_module(library(sandbox)).
 :- use_module(library(time)).
 :- use_module(library(lists)).
 :- use_module(library(apply)).
+:- use_module(library(aggregate)).
+:- use_module(library(solution_sequences)).
 :- use_module(library(http/json)).
 
 fact_pred(det/5).
@@ -27,6 +29,25 @@ fact_pred(near/3).
 fact_pred(overlap/3).
 fact_pred(image_size/2).
 fact_pred(threshold/1).
+fact_pred(scene/2).
+fact_pred(on/3).
+fact_pred(shore_distance/2).
+fact_pred(nearest/3).
+fact_pred(cluster/2).
+fact_pred(aligned/2).
+
+%!  nd_uses(+Template, -Names) is det.
+%   Names: the names of the fact predicates (joined by commas) that some clause of the
+%   template mentions, so nesydet computes and asserts only those. The sandbox refuses
+%   calls of goals it cannot see, so a fact a clause never names is never read.
+nd_uses(T, Names) :-
+    findall(N, ( fact_pred(N/A), mentioned(T, N, A) ), L),
+    atomic_list_concat(L, ',', Names).
+
+mentioned(T, N, A) :-
+    once(( current_predicate(T:P/K), \+ fact_pred(P/K), functor(H, P, K),
+           \+ predicate_property(T:H, imported_from(_)),
+           clause(T:H, B), sub_term(S, B), nonvar(S), functor(S, N, A) )).
 
 %!  nd_load(+Template, +File, +Limit, -Json) is det.
 %   Read File into module Template; Json is {"ok":true} or {"error":Msg}.
@@ -120,7 +141,27 @@ setup_job(T, M, Facts) :-
              \+ predicate_property(T:H, imported_from(_)) ),
            ( dynamic(M:N/A),
              forall(clause(T:H, B), assertz(M:(H :- B))) )),
-    maplist(assert_fact(M), Facts).
+    maplist(assert_fact(M), Facts),
+    derive_aggregates(T, M).
+
+%   A hand-built fact list (tests, callers of PrologReasoner.decide) may hold near/3 and
+%   overlap/3 but not their aggregates; derive nearest/3 and cluster/2 then, as
+%   nesydet.pipeline.reasoning.scene_facts computes them, when the rules read them.
+derive_aggregates(T, M) :-
+    (   \+ M:nearest(_, _, _), \+ M:cluster(_, _), once(M:near(_, _, _)),
+        ( mentioned(T, nearest, 3) ; mentioned(T, cluster, 2) )
+    ->  forall(distinct(I-K, separate_near(M, I, K, _)),
+               ( aggregate_all(min(D), separate_near(M, I, K, D), Min),
+                 assertz(M:nearest(I, K, Min)) )),
+        forall(M:det(I, C, _, _, _),
+               ( aggregate_all(count, separate_near(M, I, C, _), N),
+                 ( N > 0 -> assertz(M:cluster(I, N)) ; true ) ))
+    ;   true
+    ).
+
+separate_near(M, I, K, D) :-
+    M:near(I, O, D), D =< 3.0, M:det(O, K, _, _, _),
+    \+ ( M:overlap(I, O, S), S > 0.3 ).
 
 assert_fact(M, F) :- assertz(M:F).
 

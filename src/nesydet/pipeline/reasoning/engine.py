@@ -168,6 +168,7 @@ class PrologReasoner:
         self.max_rules_bytes = max_rules_bytes
         self.cache_size = cache_size
         self._templates: OrderedDict[Path, tuple[tuple[int, int], str]] = OrderedDict()
+        self._uses: dict[str, frozenset[str]] = {}
 
     def start(self) -> None:
         """Starts Prolog in this process if needed (call after fork)."""
@@ -222,8 +223,28 @@ class PrologReasoner:
                 self._drop(next(iter(self._templates)))
             return module
 
+    def facts_used(self, rules_file: str) -> frozenset[str]:
+        """Returns the names of the fact predicates the rules file mentions (loading it).
+
+        The pipeline computes and sends only these: a rules file that never reads near/3
+        spares the pairs' text and their assertion.
+
+        Raises:
+            RulesError: As `load`.
+        """
+        with _LOCK:
+            module = self.load(rules_file)
+            uses = self._uses.get(module)
+            if uses is None:
+                res = _query_one(f"{DRIVER_MODULE}:nd_uses({module}, Names)")
+                text = _text(res["Names"])
+                uses = frozenset(x for x in text.split(",") if x)
+                self._uses[module] = uses
+            return uses
+
     def _drop(self, path: Path) -> None:
         _key, module = self._templates.pop(path)
+        self._uses.pop(module, None)
         _query_one(f"{DRIVER_MODULE}:nd_drop({module})")
 
     def decide(self, rules_file: str, facts: str, n: int, class_names: set[str]) -> list[Decision]:

@@ -9,6 +9,11 @@ Facts (ids are 0-based indices into the detection arrays):
 * ``overlap(Id, Other, IoS)``: exact intersection over the smaller area (rotated boxes as
   polygons), for pairs with IoS >= 0.01. Both directions.
 * ``image_size(W, H)``, ``threshold(T)``: the image and the job's confidence threshold.
+
+Scene context and neighbourhood aggregates (``scene/2``, ``on/3``, ``shore_distance/2``,
+``nearest/3``, ``cluster/2``, ``aligned/2``) come from `scene_facts`. Only the facts a rules
+file mentions are computed and sent (`wanted`): ``near/3`` alone is tens of thousands of
+facts in a dense car park, and the default rules read its aggregates instead.
 """
 
 from __future__ import annotations
@@ -19,9 +24,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from nesydet.pipeline import geometry as geo
+from nesydet.pipeline.context import ContextMap
+from nesydet.pipeline.reasoning.scene_facts import (
+    context_fact_texts,
+    neighbourhood,
+    neighbourhood_fact_texts,
+)
 from nesydet.pipeline.types import FloatArray, IntArray
 
 MIN_IOS = 0.01
+# Every fact predicate nesydet may assert (name -> arity); rules files may not define them.
+FACT_ARITY = {
+    "det": 5,
+    "near": 3,
+    "overlap": 3,
+    "image_size": 2,
+    "threshold": 1,
+    "scene": 2,
+    "on": 3,
+    "shore_distance": 2,
+    "nearest": 3,
+    "cluster": 2,
+    "aligned": 2,
+}
+ALL_FACTS = frozenset(FACT_ARITY)
+CONTEXT_FACTS = frozenset({"scene", "on", "shore_distance"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +116,10 @@ def build_facts(
     image_size: tuple[int, int],
     threshold: float,
     near_factor: float = 3.0,
+    *,
+    context: ContextMap | None = None,
+    wanted: frozenset[str] | None = None,
+    index: dict[int, list[str]] | None = None,
 ) -> str:
     """Returns the facts for one image as a Prolog list term (text).
 
@@ -100,7 +131,43 @@ def build_facts(
         image_size: (width, height).
         threshold: The job's confidence threshold.
         near_factor: See `pair_geometry`.
+        context: The image's context map, for the scene/on/shore_distance facts.
+        wanted: Names of the fact predicates to send (see `FACT_ARITY`); None sends all.
+            det/5, image_size/2 and threshold/1 are always sent.
+        index: When given, filled with each detection's own context and neighbourhood
+            facts (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2), by id, for
+            explanations.
     """
+    want = ALL_FACTS if wanted is None else wanted
+    atoms = {name: prolog_atom(name) for name in set(class_names)}
+    parts = [f"image_size({int(image_size[0])},{int(image_size[1])})"]
+    parts.append(f"threshold({float(threshold):.6f})")
+    parts += _det_facts(class_names, scores, boxes, polys, image_size, atoms)
+    own: list[str] = []
+    if context is not None:
+        own += context_fact_texts(context, boxes, polys, want)
+    if len(class_names) > 1 and want & {"near", "overlap", "nearest", "cluster", "aligned"}:
+        g = pair_geometry(boxes, polys, near_factor)
+        parts += _pair_facts(g, want)
+        if want & {"nearest", "cluster", "aligned"}:
+            own += _neighbourhood_facts(g, class_names, polys, atoms, want)
+    parts += own
+    if index is not None:
+        for fact in own:
+            if not fact.startswith("scene("):
+                index.setdefault(int(fact[fact.index("(") + 1 : fact.index(",")]), []).append(fact)
+    return "[" + ",".join(parts) + "]"
+
+
+def _det_facts(
+    class_names: Sequence[str],
+    scores: FloatArray,
+    boxes: FloatArray,
+    polys: FloatArray | None,
+    image_size: tuple[int, int],
+    atoms: dict[str, str],
+) -> list[str]:
+    """Returns the det/5 facts: area over the image, and over the class's median area."""
     w, h = image_size
     n = len(class_names)
     areas = geo.polygon_areas(polys) if polys is not None else geo.box_areas(boxes)
@@ -112,20 +179,41 @@ def build_facts(
         if med > 0:
             rel[sel] = areas[sel] / med
     frac = areas / float(max(w * h, 1))
-    atoms = {name: prolog_atom(name) for name in set(class_names)}
-    parts = [f"image_size({int(w)},{int(h)})", f"threshold({float(threshold):.6f})"]
-    parts += [
+    return [
         f"det({k},{atoms[class_names[k]]},{scores[k]:.6f},{frac[k]:.8f},{rel[k]:.4f})"
         for k in range(n)
     ]
-    if n > 1:
-        g = pair_geometry(boxes, polys, near_factor)
+
+
+def _pair_facts(g: PairGeometry, want: frozenset[str]) -> list[str]:
+    """Returns the near/3 and overlap/3 facts `want` names, both directions."""
+    parts: list[str] = []
+    if "near" in want:
         for a, b, d in zip(g.near_i.tolist(), g.near_j.tolist(), g.near_dist.tolist(), strict=True):
             parts.append(f"near({a},{b},{d:.4f})")
             parts.append(f"near({b},{a},{d:.4f})")
+    if "overlap" in want:
         for a, b, s in zip(
             g.overlap_i.tolist(), g.overlap_j.tolist(), g.overlap_ios.tolist(), strict=True
         ):
             parts.append(f"overlap({a},{b},{s:.4f})")
             parts.append(f"overlap({b},{a},{s:.4f})")
-    return "[" + ",".join(parts) + "]"
+    return parts
+
+
+def _neighbourhood_facts(
+    g: PairGeometry,
+    class_names: Sequence[str],
+    polys: FloatArray | None,
+    atoms: dict[str, str],
+    want: frozenset[str],
+) -> list[str]:
+    """Returns the nearest/3, cluster/2 and aligned/2 facts `want` names."""
+    table = sorted(atoms)
+    position = {name: k for k, name in enumerate(table)}
+    cls = np.array([position[c] for c in class_names], dtype=np.int64)
+    angles = geo.polygons_to_obb(polys)[:, 4] if polys is not None else None
+    hood = neighbourhood(
+        cls, angles, (g.near_i, g.near_j, g.near_dist), (g.overlap_i, g.overlap_j, g.overlap_ios)
+    )
+    return neighbourhood_fact_texts(hood, [atoms[c] for c in table], want)

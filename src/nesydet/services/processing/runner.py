@@ -23,7 +23,7 @@ from nesydet.config import Settings
 from nesydet.db.base import utcnow
 from nesydet.db.models import JobFile
 from nesydet.domain import JobStatus
-from nesydet.observability import metrics
+from nesydet.observability import metrics, tracing, worker_metrics
 from nesydet.pipeline import Pipeline, PipelineConfig, PipelineError, PipelineResult
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.processing.artefacts import read_image, store_artefacts
@@ -70,7 +70,15 @@ class JobRunner:
         self.on_claim = on_claim
 
     def run(self, job_id: str) -> None:
-        """Process a job to its end (or hand it back for a retry); never raises for job errors."""
+        """Process a job to its end (or hand it back for a retry); never raises for job errors.
+
+        Traced as one ``job`` span (a child of the sender's span when the task carried one),
+        with a span per pipeline stage of each image under it.
+        """
+        with tracing.span("job", kind=tracing.CONSUMER, attributes={"job_id": job_id}):
+            self._run(job_id)
+
+    def _run(self, job_id: str) -> None:
         claim = self.io.run(self.store.claim(job_id))
         if claim is None:
             log.info(
@@ -78,13 +86,16 @@ class JobRunner:
             )
             return
         self.on_claim(job_id, claim.token)
+        tracing.set_attribute("job.attempt", claim.job.attempts)
         metrics.INFERENCE_JOBS.labels(status=JobStatus.PROCESSING).inc()
-        metrics.ACTIVE_JOBS.inc()
+        worker_metrics.ACTIVE_JOBS.inc()
         log.info("job started", extra={"job_id": job_id, "attempt": claim.job.attempts})
+        self._log(claim, "info", f"Job started (attempt {claim.job.attempts})")
         try:
             self._process(claim)
         except JobLost:
             log.info("job cancelled or taken over; stopping", extra={"job_id": job_id})
+            self._log(claim, "info", "Stopped: the job was cancelled or taken over")
         except SoftTimeLimitExceeded:
             limit = f"{claim.job.time_limit_s:.0f} s"
             timeout = JobFailure(
@@ -103,11 +114,17 @@ class JobRunner:
             )
             self._fail_or_retry(claim, crash)
         finally:
-            metrics.ACTIVE_JOBS.dec()
+            worker_metrics.ACTIVE_JOBS.dec()
             self.on_claim(None, None)
 
     def _write(self, claim: Claim, **values: Any) -> None:
         self.io.run(self.store.write(claim, values))
+        if "status" in values:  # the job's outcome: completed, failed, or queued for a retry
+            tracing.set_attribute("job.status", str(values["status"]))
+
+    def _log(self, claim: Claim, level: str, message: str, **fields: Any) -> None:
+        """Publish a line of the job's log for its watchers, without waiting for it."""
+        self.io.start(self.store.log(claim.job_id, level, message, **fields))
 
     def _progress(self, claim: Claim, **values: Any) -> None:
         """Write a progress detail unless one was written very recently.
@@ -124,6 +141,7 @@ class JobRunner:
         config = self._pipeline_config(job.config)
         pending = [f for f in job.files if f.status != "done"]
         done_before = job.file_count - len(pending)
+        self._log(claim, "info", "Loading model", model=job.model_name)
         self._write(
             claim,
             processed_count=done_before,
@@ -160,8 +178,10 @@ class JobRunner:
         total = claim.job.file_count
 
         def on_stage(stage: str) -> None:
+            self._log(claim, "info", f"{stage} ({index + 1}/{total})", file_id=job_file.file_id)
             self._progress(claim, current_stage=f"{stage} ({index + 1}/{total})")
 
+        self._log(claim, "info", f"Reading image ({index + 1}/{total})", file_id=job_file.file_id)
         self._progress(
             claim,
             current_stage=f"Reading image ({index + 1}/{total})",
@@ -170,6 +190,12 @@ class JobRunner:
         image = read_image(self.storage, job_file.file)
         try:
             result = self.pipeline.run(image, config, on_stage=on_stage)
+            # The stages ran back to back and the last ended as run() returned.
+            tracing.record_steps(
+                result.timings,
+                end_ns=time.time_ns(),
+                attributes={"file_id": job_file.file_id, "image.index": index},
+            )
         except PipelineError as exc:
             raise pipeline_failure(exc, job_file) from exc
         finally:
@@ -182,18 +208,20 @@ class JobRunner:
         """Store one image's artefacts, then its results (runs on the saving thread)."""
         keys = store_artefacts(self.storage, claim.job_id, job_file.file_id, result)
         self.io.run(self.store.save_file(claim, job_file, result, keys, processed=processed))
-        metrics.MODEL_INFERENCE_TIME.labels(model=result.model_name).observe(
+        worker_metrics.MODEL_INFERENCE_TIME.labels(model=result.model_name).observe(
             result.timings.get("inference", 0.0)
         )
         for stage, seconds in result.timings.items():
-            metrics.PIPELINE_STAGE_TIME.labels(stage=stage).observe(seconds)
+            worker_metrics.PIPELINE_STAGE_TIME.labels(stage=stage).observe(seconds)
         for det in result.detections:
-            metrics.DETECTIONS.labels(**{"class": det.class_name}).inc()
+            worker_metrics.DETECTIONS.labels(**{"class": det.class_name}).inc()
 
     def _finish(self, claim: Claim) -> None:
         count, mean = self.io.run(self.store.totals(claim.job_id))
         now = utcnow()
         elapsed = (now - (claim.job.started_at or now)).total_seconds()
+        # Before the final status, which ends every watch of the job.
+        self._log(claim, "info", f"Job completed: {count} detections in {elapsed:.1f} s")
         self._write(
             claim,
             status=JobStatus.COMPLETED,
@@ -206,7 +234,7 @@ class JobRunner:
             processed_count=claim.job.file_count,
         )
         metrics.INFERENCE_JOBS.labels(status=JobStatus.COMPLETED).inc()
-        metrics.INFERENCE_DURATION.observe(elapsed)
+        worker_metrics.INFERENCE_DURATION.observe(elapsed)
         log.info(
             "job completed",
             extra={"job_id": claim.job_id, "detections": count, "seconds": round(elapsed, 2)},
@@ -244,6 +272,12 @@ class JobRunner:
             error_message=failure.message,
             error_details=failure.details,
         )
+        self._log(
+            claim,
+            "warning",
+            f"Retry {step.retry} in {step.delay_s:.0f} s after {failure.code}: {failure.message}",
+            code=failure.code,
+        )
         log.warning(
             "job will be retried",
             extra={
@@ -256,6 +290,9 @@ class JobRunner:
         self._send_retry(claim, step)
 
     def _fail(self, claim: Claim, failure: JobFailure) -> None:
+        self._log(
+            claim, "error", f"Job failed: {failure.code}: {failure.message}", code=failure.code
+        )
         self._write(
             claim,
             status=JobStatus.FAILED,

@@ -8,6 +8,7 @@ worker went silent) raises :class:`JobLost` and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from nesydet.db.base import utcnow
 from nesydet.db.models import Job, JobFile
 from nesydet.db.repositories import jobs as job_repo
 from nesydet.pipeline import PipelineResult
+from nesydet.schemas.common import iso_z
 from nesydet.services.job_status import publish
 from nesydet.services.processing.artefacts import ArtefactKeys
 from nesydet.services.processing.failures import JobLost, storage_failure
 from nesydet.services.results import detection_row
 from nesydet.services.status_cache import StatusCache
+from nesydet.services.webhooks.outbox import WebhookOutbox
 
 
 @dataclass
@@ -73,12 +76,25 @@ class JobStore:
         worker_id: str,
         heartbeat_stale_s: float,
         default_seconds_per_image: float,
+        webhooks: WebhookOutbox | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.cache = cache
         self.worker_id = worker_id
         self.heartbeat_stale_s = heartbeat_stale_s
         self.default_seconds_per_image = default_seconds_per_image
+        # Webhook deliveries of the job's events commit with the write that makes them.
+        self.webhooks = webhooks
+        self._log_order = asyncio.Lock()  # log lines reach the cache in the order sent
+
+    async def _events(self, session: AsyncSession, job: Job | None) -> list[str]:
+        if self.webhooks is None or job is None:
+            return []
+        return await self.webhooks.record(session, job)
+
+    async def _send(self, deliveries: list[str]) -> None:
+        if self.webhooks is not None and deliveries:
+            await self.webhooks.send(deliveries)
 
     async def claim(self, job_id: str) -> Claim | None:
         """Take the job if it is queued (or its holder went silent); None if it is not ours.
@@ -125,11 +141,13 @@ class JobStore:
             job = await job_repo.update_held(
                 session=session, job_id=claim.job_id, token=claim.token, values=values
             )
+            deliveries = await self._events(session, job)
             await session.commit()
         if job is None:
             raise JobLost(claim.job_id)
         claim.last_write = time.monotonic()
         await publish(self.cache, job)
+        await self._send(deliveries)
         return job
 
     async def save_file(
@@ -182,12 +200,20 @@ class JobStore:
                     file_id=job_file.file_id,
                     values=file_values,
                 )
+                deliveries = await self._events(session, job)
                 await session.commit()
         except (OperationalError, DBAPIError) as exc:
             raise storage_failure("Could not save results", exc) from exc
         claim.last_write = time.monotonic()
         await publish(self.cache, job)
+        await self._send(deliveries)
         return job
+
+    async def log(self, job_id: str, level: str, message: str, **fields: Any) -> None:
+        """Publish a line of the job's log on its status channel (watchers of the job see it)."""
+        line = {"time": iso_z(utcnow()), "level": level, "message": message, **fields}
+        async with self._log_order:
+            await self.cache.log(job_id, line)
 
     async def totals(self, job_id: str) -> tuple[int, float | None]:
         """Return the job's stored detection count and mean confidence."""
