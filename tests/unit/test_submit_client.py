@@ -1,10 +1,7 @@
 """``nesydet submit``'s pieces on their own: which files it sends, the bodies it streams, how
-it reads the event stream and the API's errors, its progress lines, and its fallbacks.
-
-The fallbacks (a server without the batch endpoint, or without the event stream) cannot be
-met on a live server of this version, so they run against ``httpx.MockTransport``: the one
-place these tests stand in for the server. Everything else is exercised live in
-``tests/integration/test_submit.py``.
+it reads the event stream and the API's errors, and its progress lines. Talking to a server
+is exercised live in ``tests/integration/test_submit.py`` (the chunked path with
+``--chunked``), never against a stand-in server.
 """
 
 from __future__ import annotations
@@ -12,18 +9,15 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import io
-import json
-import re
 import socket
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from nesydet.submit import command, inputs, progress
+from nesydet.submit import inputs, progress
 from nesydet.submit.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, SubmitError
 from nesydet.submit.follow import sse_events
 from nesydet.submit.inputs import Part
@@ -218,86 +212,3 @@ def test_plain_progress_lines_come_at_each_tenth(capsys: pytest.CaptureFixture[s
         "job_x: 0% (0/3 images), queued",
         "job_x: 66% (2/3 images), processing",
     ]
-
-
-class _OldServer:
-    """A server of an older version: uploads and predict, no batch endpoint, no event stream;
-    a job completes after two polls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.uploaded: list[list[str]] = []
-        self.polls: dict[str, int] = {}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.calls.append(f"{request.method} {path}")
-        routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {
-            "POST /api/v1/inference/upload": self._upload,
-            "POST /api/v1/inference/predict": self._predict,
-        }
-        handler = routes.get(f"{request.method} {path}")
-        if handler is not None:
-            return handler(request)
-        job = re.fullmatch(r"/api/v1/jobs/(job_\w+)/(status|download)", path)
-        if job and job.group(2) == "status":
-            return self._status(job.group(1))
-        if job:
-            return self._download(job.group(1))
-        return httpx.Response(404, json={"error": {"code": "NOT_FOUND", "message": "Not found"}})
-
-    def _upload(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
-        names = re.findall(rb'filename="([^"]+)"', body)
-        self.uploaded.append([n.decode() for n in names])
-        n = len(self.uploaded)
-        return httpx.Response(200, json={"data": {"upload_id": f"upl_{n:012d}"}})
-
-    def _predict(self, request: httpx.Request) -> httpx.Response:
-        upload_id = json.loads(request.read())["upload_id"]
-        count = len(self.uploaded[int(upload_id[4:]) - 1])
-        data = {"job_id": f"job_{upload_id[4:]}", "file_count": count}
-        return httpx.Response(202, json={"data": data})
-
-    def _status(self, job_id: str) -> httpx.Response:
-        polls = self.polls[job_id] = self.polls.get(job_id, 0) + 1
-        if polls == 1:
-            return httpx.Response(503, headers={"Retry-After": "0"}, json={})
-        total = len(self.uploaded[int(job_id[4:]) - 1])
-        status = "completed" if polls > 2 else "processing"
-        data = {
-            "job_id": job_id, "status": status,
-            "progress": {"total_images": total, "processed_images": total if polls > 2 else 0},
-            "summary": {"total_detections": 7, "processing_time_seconds": 1.5},
-        }  # fmt: skip
-        return httpx.Response(200, json={"data": data})
-
-    def _download(self, job_id: str) -> httpx.Response:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as zf:
-            zf.writestr(f"{job_id}/manifest.json", "{}")
-        return httpx.Response(200, content=buffer.getvalue())
-
-
-def test_without_batch_endpoint_or_event_stream_it_uploads_in_chunks_and_polls(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _tree(tmp_path / "in", [f"img{i}.png" for i in range(5)])
-    server = _OldServer()
-    options = command.Options(
-        inputs=[tmp_path / "in"], server="http://old.test", out=tmp_path / "out", chunk_size=2,
-        poll_s=0,
-    )  # fmt: skip
-    assert command.submit(options, transport=httpx.MockTransport(server)) == 0
-    assert server.uploaded == [["img0.png", "img1.png"], ["img2.png", "img3.png"], ["img4.png"]]
-    assert server.calls[:2] == ["GET /api/v1/auth/me", "OPTIONS /api/v1/inference/batch"]
-    assert "POST /api/v1/inference/batch" not in server.calls
-    assert server.calls.count("GET /api/v1/jobs/job_000000000001/events") == 1
-    for n in (1, 2, 3):
-        assert (tmp_path / "out" / f"job_{n:012d}" / "manifest.json").is_file()
-    out, err = capsys.readouterr()
-    assert "the server has no batch endpoint" in err
-    assert out.splitlines()[0] == (
-        f"job_000000000001: completed, 2 images, 7 detections in 1.5 s -> "
-        f"{tmp_path / 'out' / 'job_000000000001'}"
-    )
