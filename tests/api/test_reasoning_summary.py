@@ -76,6 +76,9 @@ async def test_endpoint_summarises_a_completed_job(
     for entry in data["classes"].values():
         changed = entry["boosted"] + entry["penalised"] + entry["unchanged"]
         assert changed == entry["detections"]
+    # every dropped detection is counted once, under the rule that dropped it
+    assert sum(data["dropped_by_rule"].values()) == data["dropped"]
+    assert sum(c["dropped"] for c in data["classes"].values()) == data["dropped"]
 
 
 async def test_endpoint_answers_404_before_completion(client: httpx.AsyncClient) -> None:
@@ -108,3 +111,37 @@ def test_stored_facts_come_back_with_the_detection() -> None:
     assert detection.reasoning is not None
     assert detection.reasoning.facts == ["on(d3, land, 0.92)", "shore_distance(d3, 4.1)"]
     assert detection.to_dict(10, 10)["reasoning"]["facts"] == detection.reasoning.facts
+
+
+def test_drops_are_counted_by_the_rule_that_dropped_them() -> None:
+    from nesydet.pipeline.types import Detection, ReasoningTrace
+    from nesydet.services.results import dropped_by_rule
+
+    def gone(cls: str, rules: list[str] | None) -> Detection:
+        trace = ReasoningTrace(0.9, 0.1, "drop", rules) if rules is not None else None
+        return Detection(1, cls, 0.1, (0.0, 0.0, 4.0, 4.0), None, None, trace)
+
+    dropped = [
+        gone("ship", ["vessel_on_water", "vessel_on_dry_land", "below_threshold"]),
+        gone("ship", ["vessel_on_dry_land"]),
+        gone("storage_tank", ["lone_tank_in_field"]),
+        gone("plane", ["below_threshold"]),
+        gone("plane", None),
+    ]
+    by_image = dropped_by_rule(dropped)
+    assert by_image == {
+        "plane": {"below_threshold": 1, "(none)": 1},
+        "ship": {"vessel_on_dry_land": 2},
+        "storage_tank": {"lone_tank_in_field": 1},
+    }
+    out = summarise([row("ship", 0.6, 0.65, ["vessel_on_water"])], 5, [by_image, by_image])
+    assert out["dropped_by_rule"] == {
+        "vessel_on_dry_land": 4,
+        "below_threshold": 2,
+        "(none)": 2,
+        "lone_tank_in_field": 2,
+    }
+    assert out["classes"]["ship"]["dropped"] == 4
+    assert out["classes"]["ship"]["detections"] == 1
+    assert out["classes"]["storage_tank"]["dropped_by_rule"] == {"lone_tank_in_field": 2}
+    assert out["classes"]["storage_tank"]["detections"] == 0

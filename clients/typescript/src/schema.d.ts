@@ -919,6 +919,19 @@ export interface components {
             rules_fired: {
                 [key: string]: number;
             };
+            /**
+             * Dropped
+             * @description detections of this class the rules removed
+             * @default 0
+             */
+            dropped?: number;
+            /**
+             * Dropped By Rule
+             * @description rule name -> detections of this class it dropped (the last rule that fired, a penalty before a plain below_threshold)
+             */
+            dropped_by_rule?: {
+                [key: string]: number;
+            };
         };
         /** ClassSummaryItem */
         ClassSummaryItem: {
@@ -2145,6 +2158,13 @@ export interface components {
             dropped: number;
             /** Rules Fired */
             rules_fired: {
+                [key: string]: number;
+            };
+            /**
+             * Dropped By Rule
+             * @description rule name -> detections it dropped, all classes
+             */
+            dropped_by_rule?: {
                 [key: string]: number;
             };
             /** Classes */
@@ -4005,6 +4025,11 @@ export interface operations {
                      *           "cars_in_group": 254,
                      *           "vessel_on_water": 12
                      *         },
+                     *         "dropped_by_rule": {
+                     *           "lone_tank_in_field": 11,
+                     *           "vessel_on_dry_land": 7,
+                     *           "isolated": 5
+                     *         },
                      *         "classes": {
                      *           "ship": {
                      *             "detections": 14,
@@ -4016,6 +4041,10 @@ export interface operations {
                      *             "rules_fired": {
                      *               "vessel_on_water": 12,
                      *               "ships_in_group": 9
+                     *             },
+                     *             "dropped": 7,
+                     *             "dropped_by_rule": {
+                     *               "vessel_on_dry_land": 7
                      *             }
                      *           }
                      *         }

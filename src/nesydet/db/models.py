@@ -160,6 +160,8 @@ class JobFile(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     detection_count: Mapped[int | None] = mapped_column(Integer)
     dropped_count: Mapped[int | None] = mapped_column(Integer)
+    # {class: {rule: count}} of the detections the rules dropped (the rule that dropped each).
+    dropped_by: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     labels_key: Mapped[str | None] = mapped_column(String(255))

@@ -73,6 +73,16 @@ class Detection:
     polygon: list[tuple[float, float]] | None = None
     reasoning: ReasoningTrace | None = None
 
+    def dropping_rule(self) -> str | None:
+        """Returns the rule that dropped this detection (None without a rule).
+
+        The last rule that fired is the one named, except that a plain `below_threshold` gives
+        way to the penalty before it (the rule that pushed the confidence down).
+        """
+        rules = list(self.reasoning.rules_fired) if self.reasoning is not None else []
+        named = [r for r in rules if r != "below_threshold"] or rules
+        return named[-1] if named else None
+
     def to_dict(self, image_w: int, image_h: int) -> dict[str, Any]:
         """Returns the API's detection JSON (bbox, normalized YOLO box, polygon, reasoning).
 

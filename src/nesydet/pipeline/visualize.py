@@ -86,14 +86,9 @@ def annotate(
 
 
 def suppression_label(det: Detection) -> str:
-    """Returns "class: rule" for a dropped detection: the rule that dropped it.
-
-    The last rule that fired is the one named, except that a plain `below_threshold` gives
-    way to the penalty before it (the rule that pushed the confidence down).
-    """
-    rules = list(det.reasoning.rules_fired) if det.reasoning is not None else []
-    named = [r for r in rules if r != "below_threshold"] or rules
-    return f"{det.class_name}: {named[-1]}" if named else det.class_name
+    """Returns "class: rule" for a dropped detection: the rule that dropped it."""
+    rule = det.dropping_rule()
+    return f"{det.class_name}: {rule}" if rule else det.class_name
 
 
 def _dashed(

@@ -17,6 +17,12 @@ class ClassReasoning(BaseModel):
     relabelled_to: int = Field(ge=0, description="detections relabelled into this class")
     relabelled_from: int = Field(ge=0, description="detections relabelled out of this class")
     rules_fired: dict[str, int] = Field(description="rule name -> detections it fired on")
+    dropped: int = Field(default=0, ge=0, description="detections of this class the rules removed")
+    dropped_by_rule: dict[str, int] = Field(
+        default_factory=dict,
+        description="rule name -> detections of this class it dropped (the last rule that "
+        "fired, a penalty before a plain below_threshold)",
+    )
 
 
 class ReasoningSummary(BaseModel):
@@ -26,6 +32,9 @@ class ReasoningSummary(BaseModel):
     detections: int = Field(ge=0, description="kept detections")
     dropped: int = Field(ge=0, description="detections the rules removed")
     rules_fired: dict[str, int]
+    dropped_by_rule: dict[str, int] = Field(
+        default_factory=dict, description="rule name -> detections it dropped, all classes"
+    )
     classes: dict[str, ClassReasoning]
 
 

@@ -16,12 +16,18 @@ from nesydet.services.results import completed_job
 EPS = 1e-6
 
 
-def summarise(rows: Iterable[DetectionRow], dropped: int) -> dict[str, Any]:
+def summarise(
+    rows: Iterable[DetectionRow],
+    dropped: int,
+    dropped_by: Iterable[Mapping[str, Mapping[str, int]]] = (),
+) -> dict[str, Any]:
     """Returns the reasoning summary of stored detections: per class and per rule.
 
     Args:
         rows: The job's stored (kept) detections, each with its reasoning trace.
         dropped: How many detections the rules dropped (stored as a count per image).
+        dropped_by: Per image, ``{class: {rule: count}}`` of the dropped ones, by the rule
+            that dropped each (images processed before it was recorded have none).
     """
     classes: dict[str, dict[str, Any]] = {}
     rules: Counter[str] = Counter()
@@ -45,12 +51,22 @@ def summarise(rows: Iterable[DetectionRow], dropped: int) -> dict[str, Any]:
         fired = list(dict.fromkeys(trace.get("rules_fired", [])))
         entry["rules_fired"].update(fired)
         rules.update(fired)
+    dropping: Counter[str] = Counter()
+    for image in dropped_by:
+        for cls, by_rule in image.items():
+            entry = classes.setdefault(cls, _empty())
+            for rule, count in by_rule.items():
+                entry["dropped"] += count
+                entry["dropped_by_rule"][rule] += count
+                dropping[rule] += count
     for entry in classes.values():
         entry["rules_fired"] = dict(entry["rules_fired"].most_common())
+        entry["dropped_by_rule"] = dict(entry["dropped_by_rule"].most_common())
     return {
         "detections": kept,
         "dropped": dropped,
         "rules_fired": dict(rules.most_common()),
+        "dropped_by_rule": dict(dropping.most_common()),
         "classes": dict(sorted(classes.items())),
     }
 
@@ -63,7 +79,9 @@ def _empty() -> dict[str, Any]:
         "unchanged": 0,
         "relabelled_to": 0,
         "relabelled_from": 0,
+        "dropped": 0,
         "rules_fired": Counter(),
+        "dropped_by_rule": Counter(),
     }
 
 
@@ -80,7 +98,11 @@ async def reasoning_summary(
     rows = await job_repo.detections(session=session, job_id=job.id)
     files = await job_repo.job_files(session=session, job_id=job.id)
     reasoning = (job.config or {}).get("symbolic_reasoning") or {}
-    summary = summarise(rows, sum(f.dropped_count or 0 for f in files))
+    summary = summarise(
+        rows,
+        sum(f.dropped_count or 0 for f in files),
+        [f.dropped_by for f in files if f.dropped_by],
+    )
     return {
         "job_id": job.id,
         "reasoning_enabled": bool(reasoning.get("enabled", True)),

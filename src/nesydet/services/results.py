@@ -8,6 +8,8 @@ envelope), ``yolo_obb`` the 8-point oriented form; both are clipped to [0, 1].
 from __future__ import annotations
 
 import base64
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +57,15 @@ def to_detection(row: DetectionRow) -> Detection:
         polygon=polygon,
         reasoning=trace,
     )
+
+
+def dropped_by_rule(dropped: Iterable[Detection]) -> dict[str, dict[str, int]]:
+    """Return ``{class: {rule: count}}`` of dropped detections, by the rule that dropped each
+    (``"(none)"`` for one dropped without a rule)."""
+    counts: dict[str, Counter[str]] = {}
+    for det in dropped:
+        counts.setdefault(det.class_name, Counter())[det.dropping_rule() or "(none)"] += 1
+    return {cls: dict(rules.most_common()) for cls, rules in sorted(counts.items())}
 
 
 def detection_row(det: Detection, idx: int) -> dict[str, Any]:

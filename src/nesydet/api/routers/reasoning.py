@@ -22,6 +22,7 @@ EXAMPLE = {
         "detections": 412,
         "dropped": 23,
         "rules_fired": {"vehicle_on_road": 301, "cars_in_group": 254, "vessel_on_water": 12},
+        "dropped_by_rule": {"lone_tank_in_field": 11, "vessel_on_dry_land": 7, "isolated": 5},
         "classes": {
             "ship": {
                 "detections": 14,
@@ -31,6 +32,8 @@ EXAMPLE = {
                 "relabelled_to": 0,
                 "relabelled_from": 0,
                 "rules_fired": {"vessel_on_water": 12, "ships_in_group": 9},
+                "dropped": 7,
+                "dropped_by_rule": {"vessel_on_dry_land": 7},
             }
         },
     },

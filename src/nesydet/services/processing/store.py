@@ -26,7 +26,7 @@ from nesydet.schemas.common import iso_z
 from nesydet.services.job_status import publish
 from nesydet.services.processing.artefacts import ArtefactKeys
 from nesydet.services.processing.failures import JobLost, storage_failure
-from nesydet.services.results import detection_row
+from nesydet.services.results import detection_row, dropped_by_rule
 from nesydet.services.status_cache import StatusCache
 from nesydet.services.webhooks.outbox import WebhookOutbox
 
@@ -177,6 +177,7 @@ class JobStore:
         file_values = {
             "detection_count": len(rows),
             "dropped_count": len(result.dropped),
+            "dropped_by": dropped_by_rule(result.dropped),
             "width": width,
             "height": height,
             "timings": {k: round(v, 6) for k, v in result.timings.items()},
