@@ -27,6 +27,13 @@ from nesydet.pipeline.config import VisualizationConfig
 from nesydet.pipeline.evaluate import EvalResult, ImageBoxes, evaluate, match_image
 from nesydet.pipeline.export import parse_yolo
 from nesydet.pipeline.image_io import load_image
+from nesydet.pipeline.rules_report import (
+    RuleEffect,
+    box_key,
+    count_rule_effects,
+    image_boxes,
+    truth_by_box,
+)
 from nesydet.pipeline.types import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,17 +44,6 @@ LOOKALIKE_IOU = 0.3  # a false detection on a look-alike: IoU >= this with its o
 
 
 @dataclass
-class RuleCount:
-    """What one rule did: detections it fired on, and those of them dropped or relabelled."""
-
-    fired: int = 0
-    fired_true: int = 0
-    dropped_true: int = 0
-    dropped_false: int = 0
-    relabelled: int = 0
-
-
-@dataclass
 class SetRun:
     """One scene set through the pipeline with and without reasoning."""
 
@@ -55,7 +51,7 @@ class SetRun:
     without: list[ImageBoxes] = field(default_factory=list)
     with_: list[ImageBoxes] = field(default_factory=list)
     gts: list[ImageBoxes] = field(default_factory=list)
-    rules: dict[str, RuleCount] = field(default_factory=dict)
+    rules: dict[str, RuleEffect] = field(default_factory=dict)
     lookalike_fp: list[int] = field(default_factory=lambda: [0, 0])  # before, kept after
     context_s: list[float] = field(default_factory=list)
     reasoning_s: list[float] = field(default_factory=list)  # facts + Prolog
@@ -74,21 +70,6 @@ def ensure_set(out: Path, seed: int, *, lookalikes: bool, extra: Sequence[str] =
     return out
 
 
-def boxes_of(dets: Sequence[Detection], w: int, h: int) -> ImageBoxes:
-    """Returns detections as normalised polygons for evaluation."""
-    polys = [d.polygon or geo.xyxy_to_polygons(np.array([d.bbox]))[0].tolist() for d in dets]
-    arr = np.array(polys, dtype=np.float64).reshape(-1, 4, 2) / np.array([w, h])
-    return ImageBoxes(
-        arr,
-        np.array([d.class_id for d in dets], dtype=np.int64),
-        np.array([d.confidence for d in dets]),
-    )
-
-
-def _key(d: Detection) -> tuple[float, ...]:
-    return tuple(round(v, 2) for v in d.bbox)
-
-
 def run_set(pipe: Pipeline, directory: Path, name: str, limit: int = 0) -> SetRun:
     """Returns every scene of a set run with and without reasoning, matched to its truth."""
     run = SetRun(name)
@@ -103,7 +84,7 @@ def run_set(pipe: Pipeline, directory: Path, name: str, limit: int = 0) -> SetRu
         )
         base = pipe.run(img, off)
         res = pipe.run(img, on)
-        before, after = boxes_of(base.detections, w, h), boxes_of(res.detections, w, h)
+        before, after = image_boxes(base.detections, (w, h)), image_boxes(res.detections, (w, h))
         run.without.append(before)
         run.with_.append(after)
         run.gts.append(gt)
@@ -115,19 +96,9 @@ def run_set(pipe: Pipeline, directory: Path, name: str, limit: int = 0) -> SetRu
         run.mpix.append(w * h / 1e6)
         run.detections += len(base.detections)
         _, tp, _ = match_image(before, gt, 0.5)
-        truth = {_key(d): bool(t) for d, t in zip(base.detections, tp, strict=True)}
-        for d in res.detections + res.dropped:
-            assert d.reasoning is not None
-            true = truth.get(_key(d), False)
-            for rule in d.reasoning.rules_fired:
-                c = run.rules.setdefault(rule, RuleCount())
-                c.fired += 1
-                c.fired_true += true
-                if d.reasoning.action == "drop":
-                    c.dropped_true += true
-                    c.dropped_false += not true
-                elif d.reasoning.action == "relabel":
-                    c.relabelled += 1
+        count_rule_effects(
+            run.rules, res.detections + res.dropped, truth_by_box(base.detections, tp)
+        )
         listing = directory / "lookalikes" / f"{path.stem}.txt"
         _count_lookalikes(run, listing, base.detections, res.detections, tp, (w, h))
         print(f"  {name}: {path.name} {w}x{h}, {len(base.detections)} detections", flush=True)
@@ -149,11 +120,11 @@ def _count_lookalikes(
     if not len(marks.classes):
         return
     scale = np.array(size, dtype=np.float64)
-    polys = boxes_of(before, *size).polygons * scale
+    polys = image_boxes(before, size).polygons * scale
     on_mark = geo.iou_matrix(polys, marks.polygons * scale).max(axis=1) >= LOOKALIKE_IOU
-    false_marks = {_key(d) for d, m, t in zip(before, on_mark, tp, strict=True) if m and not t}
+    false_marks = {box_key(d) for d, m, t in zip(before, on_mark, tp, strict=True) if m and not t}
     run.lookalike_fp[0] += len(false_marks)
-    run.lookalike_fp[1] += sum(_key(d) in false_marks for d in after)
+    run.lookalike_fp[1] += sum(box_key(d) in false_marks for d in after)
 
 
 def metrics(run: SetRun) -> tuple[EvalResult, EvalResult]:
@@ -227,11 +198,11 @@ def print_rules(runs: Sequence[SetRun]) -> None:
         headers += [f"{run.name}: fired", "on true", "dropped true", "dropped false", "relabel"]
     rows: list[list[object]] = []
     for name in sorted(
-        names, key=lambda r: -sum(run.rules.get(r, RuleCount()).fired for run in runs)
+        names, key=lambda r: -sum(run.rules.get(r, RuleEffect()).fired for run in runs)
     ):
         row: list[object] = [name]
         for run in runs:
-            c = run.rules.get(name, RuleCount())
+            c = run.rules.get(name, RuleEffect())
             row += [c.fired, c.fired_true, c.dropped_true, c.dropped_false, c.relabelled]
         rows.append(row)
     print(_table(headers, rows))

@@ -10,9 +10,10 @@ scenes with it before registering the file with the service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +62,17 @@ def image_boxes(dets: Sequence[Detection], size: tuple[int, int]) -> ImageBoxes:
     )
 
 
-def _key(d: Detection) -> tuple[float, ...]:
+def box_key(d: Detection) -> tuple[float, ...]:
+    """Returns a detection's box rounded to 0.01 px: the same object in two runs of an image."""
     return tuple(round(v, 2) for v in d.bbox)
+
+
+def truth_by_box(
+    dets: Sequence[Detection], true_positive: Iterable[Any]
+) -> dict[tuple[float, ...], bool]:
+    """Returns whether each detection of the run without rules was a true one, by its box (the
+    same box comes back from the run with rules, whatever the rules did to it)."""
+    return {box_key(d): bool(t) for d, t in zip(dets, true_positive, strict=True)}
 
 
 def labelled_images(scenes: Path) -> list[tuple[Path, Path]]:
@@ -102,8 +112,8 @@ def rules_report(
         gts.append(gt)
         n_dets += len(base.detections)
         _, tp, _ = match_image(b, gt, 0.5)
-        truth = {_key(d): bool(t) for d, t in zip(base.detections, tp, strict=True)}
-        _count(effects, res.detections + res.dropped, truth)
+        truth = truth_by_box(base.detections, tp)
+        count_rule_effects(effects, res.detections + res.dropped, truth)
         if progress is not None:
             progress(image_path, len(base.detections))
     return RulesReport(evaluate(before, gts), evaluate(after, gts), effects, len(pairs), n_dets)
@@ -125,14 +135,14 @@ def _configs(base: PipelineConfig, rules_file: str) -> tuple[PipelineConfig, Pip
     return with_rules(False), with_rules(True)
 
 
-def _count(
+def count_rule_effects(
     effects: dict[str, RuleEffect], dets: Sequence[Detection], truth: dict[tuple[float, ...], bool]
 ) -> None:
     """Adds what became of each detection to the rules that fired on it."""
     for d in dets:
         if d.reasoning is None:
             continue
-        true = truth.get(_key(d), False)
+        true = truth.get(box_key(d), False)
         for rule in dict.fromkeys(d.reasoning.rules_fired):
             e = effects.setdefault(rule, RuleEffect())
             e.fired += 1

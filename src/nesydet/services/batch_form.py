@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 from python_multipart.multipart import parse_options_header
 
-from nesydet.errors import InvalidRequest, RequestTooLarge
-from nesydet.services.multipart import ReceivedFile, _parser, _PartCollector
+from nesydet.errors import InvalidRequest
+from nesydet.services.multipart import ReceivedFile, _PartCollector, feed_body
 
 MAX_VALUE_BYTES = 64 * 1024
 
@@ -104,27 +103,7 @@ async def receive_form(
         max_files=1,
         value_names=value_names,
     )
-    parser = _parser(content_type, collector)
-    await anyio.to_thread.run_sync(lambda: staging.mkdir(parents=True, exist_ok=True))
-    received = 0
-    try:
-        async for chunk in body:
-            if not chunk:
-                continue
-            received += len(chunk)
-            if received > max_body_size:
-                raise RequestTooLarge(
-                    "Request body too large",
-                    details=f"a request may carry at most {max_body_size} bytes",
-                )
-            await anyio.to_thread.run_sync(parser.write, chunk)
-        await anyio.to_thread.run_sync(parser.finalize)
-    except (InvalidRequest, RequestTooLarge):
-        raise
-    except ValueError as exc:  # python-multipart's parse errors are ValueErrors
-        raise InvalidRequest("Malformed multipart body", details=str(exc)[:200]) from exc
-    finally:
-        collector.close_all()
+    await feed_body(body, content_type, collector, staging=staging, max_body_size=max_body_size)
     unfinished = [part for part in collector.files if not part.sha256 and not part.too_large]
     if unfinished or collector._value is not None:
         raise InvalidRequest("Malformed multipart body", details="the body ended inside a part")

@@ -219,6 +219,44 @@ async def receive_files(
     collector = _PartCollector(
         field_name=field_name, staging=staging, max_file_size=max_file_size, max_files=max_files
     )
+
+    def after_chunk() -> None:
+        if on_file is not None:
+            done, collector.completed = collector.completed, []
+            for part in done:
+                on_file(part)
+
+    await feed_body(
+        body,
+        content_type,
+        collector,
+        staging=staging,
+        max_body_size=max_body_size,
+        after_chunk=after_chunk,
+    )
+    if on_file is not None:
+        for part in collector.completed:
+            on_file(part)
+    unfinished = [part for part in collector.files if not part.sha256 and not part.too_large]
+    if unfinished:
+        raise InvalidRequest("Malformed multipart body", details="the body ended inside a part")
+    return ReceiveResult(
+        files=collector.files, file_count=collector.file_count, other_fields=collector.other_fields
+    )
+
+
+async def feed_body(
+    body: AsyncIterator[bytes],
+    content_type: str | None,
+    collector: _PartCollector,
+    *,
+    staging: Path,
+    max_body_size: int,
+    after_chunk: Callable[[], None] | None = None,
+) -> None:
+    """Push the whole body through a multipart parser into ``collector``, refusing a body over
+    ``max_body_size`` and a malformed one (InvalidRequest); the collector's open files are
+    closed whatever happens. ``after_chunk`` runs on the event loop after each chunk."""
     parser = _parser(content_type, collector)
     await anyio.to_thread.run_sync(lambda: staging.mkdir(parents=True, exist_ok=True))
     received = 0
@@ -233,26 +271,15 @@ async def receive_files(
                     details=f"a request may carry at most {max_body_size} bytes",
                 )
             await anyio.to_thread.run_sync(parser.write, chunk)
-            if on_file is not None:
-                done, collector.completed = collector.completed, []
-                for part in done:
-                    on_file(part)
+            if after_chunk is not None:
+                after_chunk()
         await anyio.to_thread.run_sync(parser.finalize)
     except (InvalidRequest, RequestTooLarge):
         raise
     except ValueError as exc:  # python-multipart's parse errors are ValueErrors
-        raise InvalidRequest("Malformed multipart body", details=str(exc)) from exc
+        raise InvalidRequest("Malformed multipart body", details=str(exc)[:200]) from exc
     finally:
         collector.close_all()
-    if on_file is not None:
-        for part in collector.completed:
-            on_file(part)
-    unfinished = [part for part in collector.files if not part.sha256 and not part.too_large]
-    if unfinished:
-        raise InvalidRequest("Malformed multipart body", details="the body ended inside a part")
-    return ReceiveResult(
-        files=collector.files, file_count=collector.file_count, other_fields=collector.other_fields
-    )
 
 
 def _parser(content_type: str | None, collector: _PartCollector) -> MultipartParser:
