@@ -10,10 +10,10 @@ image file and write YOLO label files (``file in, labels out``); the systems tak
 every scene, in an order that alternates, so that noise from the machine weighs on all of
 them. Torch gets every core in all runs (ultralytics would leave SAHI one core fewer).
 
-Prints seconds per image end to end and per stage, recall, mAP50 (rotated IoU >= 0.5,
-``nesydet eval``'s matcher) and border duplicates (ground-truth objects cut by a slice edge
-that end up with two or more boxes), then the speed-up against the target: at least 2x
-faster than stock SAHI with recall within 0.01.
+Prints seconds per image end to end (mean and median) and per stage (means), recall, mAP50
+(rotated IoU >= 0.5, ``nesydet eval``'s matcher) and border duplicates (ground-truth objects
+cut by a slice edge that end up with two or more boxes), then the speed-up against the
+target: at least 2x faster than stock SAHI with recall within 0.01.
 
     .venv/bin/python -m bench.sahi_compare                 # first 3 held-out scenes, 1 round
     .venv/bin/python -m bench.sahi_compare --limit 6 --rounds 2
@@ -232,10 +232,9 @@ def print_table(images: list[Path], gts: dict[str, ImageBoxes], runs: dict[str, 
             n_cut, _, twice, _ = border_duplicates(r.boxes[p.name], gts[p.name], windows, w, h)
             cut, dups = cut + n_cut, dups + twice
         per_stage = [statistics.mean(r.stages[s]) if s in r.stages else "-" for s in stage_names]
-        rows.append(
-            [name, statistics.mean(r.total), *per_stage, ev.recall, ev.map50, f"{dups}/{cut}"]
-        )
-    headers = ["system", "s/img", *stage_names, "recall", "mAP50", "border dups/cut"]
+        totals = [statistics.mean(r.total), statistics.median(r.total)]
+        rows.append([name, *totals, *per_stage, ev.recall, ev.map50, f"{dups}/{cut}"])
+    headers = ["system", "s/img", "median", *stage_names, "recall", "mAP50", "border dups/cut"]
     print(table(headers, rows))
     sahi, ours = list(runs)[:2]
     speedup = statistics.mean(runs[sahi].total) / statistics.mean(runs[ours].total)

@@ -199,6 +199,7 @@ def settings(db_url: str, tmp_path: Path, asset_dirs: tuple[Path, Path]) -> Sett
         metrics_dir=None,
         log_format="text",
         sweeper_interval_s=0,
+        register_bundled=False,
     )
 
 

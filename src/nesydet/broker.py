@@ -18,6 +18,10 @@ INFERENCE_TASK = "nesydet.run_inference"
 # inference workers, whose processes are busy with the model for minutes at a time).
 WEBHOOK_QUEUE = "webhooks"
 WEBHOOK_TASK = "nesydet.deliver_webhook"
+# ONNX exports of registered .pt models: their own queue, so that a deployment can give them
+# a worker of their own (`nesydet worker --queues exports`); a plain worker takes both.
+EXPORT_QUEUE = "exports"
+EXPORT_TASK = "nesydet.export_model"
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -52,7 +56,11 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("nesydet", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
-        task_routes={INFERENCE_TASK: {"queue": QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        task_routes={
+            INFERENCE_TASK: {"queue": QUEUE},
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
+            EXPORT_TASK: {"queue": EXPORT_QUEUE},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

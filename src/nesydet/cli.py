@@ -171,7 +171,9 @@ def _worker(args: argparse.Namespace) -> int:
     _setup_process(settings, metrics_role="worker")
     from nesydet.tasks.worker import run_worker  # celery, torch: workers only
 
-    return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
+    return run_worker(
+        settings, concurrency=args.concurrency, loglevel=args.loglevel, queues=args.queues
+    )
 
 
 def _webhook_worker(args: argparse.Namespace) -> int:
@@ -191,6 +193,21 @@ def _sweep(args: argparse.Namespace) -> int:
 
     print(json.dumps(asyncio.run(sweep_once(settings))))
     return 0
+
+
+def _add_worker_parser(sub: argparse._SubParsersAction[CodedArgumentParser]) -> None:
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker on the 'inference' and 'exports' queues"
+    )
+    worker.add_argument("--concurrency", type=positive_int, default=None, help="worker processes")
+    worker.add_argument(
+        "--queues",
+        default="inference,exports",
+        choices=["inference,exports", "inference", "exports"],
+        help="queues to take tasks from: exports = ONNX exports of registered .pt models",
+    )
+    worker.add_argument("--loglevel", default=None)
+    worker.set_defaults(func=_worker)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,10 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("revision", nargs="?", default="head")
     mig.set_defaults(func=_migrate)
 
-    worker = sub.add_parser("worker", help="run a Celery worker on the 'inference' queue")
-    worker.add_argument("--concurrency", type=positive_int, default=None, help="worker processes")
-    worker.add_argument("--loglevel", default=None)
-    worker.set_defaults(func=_worker)
+    _add_worker_parser(sub)
 
     hooks = sub.add_parser(
         "webhook-worker", help="run a Celery worker that sends webhooks (queue 'webhooks')"

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
+from nesydet.config_groups import BatchSettings, MiB, RegistrySettings, WebhookSettings
+
 _PROCESS_SECRET = secrets.token_urlsafe(32)
 
 
-class Settings(BaseSettings):
+class Settings(BatchSettings, WebhookSettings, RegistrySettings, BaseSettings):
     """Every knob of the service; defaults are the embedded, server-less set-up."""
 
     model_config = SettingsConfigDict(
@@ -190,73 +190,6 @@ class Settings(BaseSettings):
         "`.onnx` next to each .pt (the models directory must then be writable)",
     )
 
-    # Batch submission (POST /api/v1/inference/batch: one ZIP archive) and bulk download.
-    batch_max_archive_bytes: int = Field(
-        default=8 * GiB, gt=0, description="largest ZIP archive one batch request may send"
-    )
-    batch_max_entries: int = Field(
-        default=10_000, gt=0, description="most entries (files and folders) in one archive"
-    )
-    batch_max_total_bytes: int = Field(
-        default=16 * GiB,
-        gt=0,
-        description="most bytes an archive's entries may expand to, all together",
-    )
-    batch_max_compression_ratio: float = Field(
-        default=100.0,
-        gt=1,
-        description="most an archive may expand (uncompressed / archive bytes) once it expands "
-        "past 64 MiB: above it the archive is taken for a zip bomb",
-    )
-    job_time_limit_min_per_image_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="seconds per image a job's hard time limit grants at least: a job of "
-        "thousands of images is limited by its size, not by max_job_time_limit_s",
-    )
-
-    # Webhooks (POST /api/v1/webhooks, or a predict body's webhook_url), sent by
-    # `nesydet webhook-worker` from the queue "webhooks".
-    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="host names (exact, or *.suffix), addresses or networks a webhook may "
-        "reach although they are loopback, private, link-local or cloud metadata addresses; "
-        "none by default",
-    )
-    webhook_timeout_s: float = Field(
-        default=10.0, gt=0, le=60, description="seconds one delivery attempt may take"
-    )
-    webhook_retry_base_s: float = Field(
-        default=10.0, gt=0, description="delay before the first retry; doubled at each retry"
-    )
-    webhook_retry_max_delay_s: float = Field(
-        default=3600.0, gt=0, description="longest delay between two attempts"
-    )
-    webhook_retry_jitter: float = Field(
-        default=0.2, ge=0, le=1, description="each delay is scaled by a random 1 +/- this"
-    )
-    webhook_retry_horizon_s: float = Field(
-        default=86400.0,
-        gt=0,
-        description="a delivery is retried until this long after its event (or its "
-        "redelivery), then marked failed",
-    )
-    webhook_resend_after_s: float = Field(
-        default=120.0,
-        gt=0,
-        description="a delivery overdue this long (its message never sent, or lost) is sent "
-        "again by the webhook worker",
-    )
-    webhook_progress_interval_s: float = Field(
-        default=5.0, ge=0, description="least seconds between two job.progress events of a job"
-    )
-    webhook_worker_concurrency: int = Field(
-        default=4, ge=1, le=64, description="deliveries one `nesydet webhook-worker` sends at once"
-    )
-    webhook_max_per_owner: int = Field(
-        default=20, ge=1, description="subscriptions an owner may have"
-    )
-
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -330,6 +263,11 @@ class Settings(BaseSettings):
         limit = self.job_time_limit_base_s + self.job_time_limit_per_image_s * image_count
         cap = max(self.max_job_time_limit_s, self.job_time_limit_min_per_image_s * image_count)
         return min(limit, cap)
+
+    @property
+    def asset_cache_root(self) -> Path:
+        """Return where workers keep registered files fetched from storage."""
+        return self.asset_cache_dir or self.var_dir / "assets"
 
     @property
     def staging_dir(self) -> Path:

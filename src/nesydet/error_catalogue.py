@@ -3,6 +3,7 @@ what the errors page (``/docs/errors``) lists, so that it never drifts from the 
 
 from __future__ import annotations
 
+import nesydet.errors_assets  # noqa: F401  # its classes are listed too
 from nesydet.errors import AppError
 
 # The ``error.code`` of a failed job (the status endpoint): not a failing request, a failed

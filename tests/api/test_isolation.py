@@ -26,6 +26,8 @@ from nesydet.services.webhooks.outbox import WebhookOutbox
 from tests import images
 from tests.api.conftest import Account, AuthApp
 
+_REGISTRY_READ = "the shared registry: read by every account (test_registry.py)"
+_REGISTRY_WRITE = "the shared registry: changed by admins only (test_registry.py)"
 # Routes that take no id of an owned resource: nothing of another owner can be named there.
 NO_OWNED_IDS = {
     ("post", "/api/v1/inference/upload"): "creates a new upload of the caller",
@@ -48,6 +50,19 @@ NO_OWNED_IDS = {
     "its body answer 404 (test_comparisons.py)",
     ("get", "/docs/errors"): "public: the error codes, generated from the code",
     ("get", "/docs/errors.json"): "public: the error codes, generated from the code",
+    ("get", "/api/v1/models"): _REGISTRY_READ,
+    ("post", "/api/v1/models"): _REGISTRY_WRITE,
+    ("get", "/api/v1/models/{name}"): _REGISTRY_READ,
+    ("patch", "/api/v1/models/{name}"): _REGISTRY_WRITE,
+    ("patch", "/api/v1/models/{name}/versions/{version}"): _REGISTRY_WRITE,
+    ("delete", "/api/v1/models/{name}/versions/{version}"): _REGISTRY_WRITE,
+    ("put", "/api/v1/models/{name}/routing"): _REGISTRY_WRITE,
+    ("get", "/api/v1/rules"): _REGISTRY_READ,
+    ("post", "/api/v1/rules"): _REGISTRY_WRITE,
+    ("get", "/api/v1/rules/{name}"): _REGISTRY_READ,
+    ("patch", "/api/v1/rules/{name}"): _REGISTRY_WRITE,
+    ("patch", "/api/v1/rules/{name}/versions/{version}"): _REGISTRY_WRITE,
+    ("delete", "/api/v1/rules/{name}/versions/{version}"): _REGISTRY_WRITE,
 }
 # Routes that change or remove what they name: run as the other users only, then checked to
 # have changed nothing.

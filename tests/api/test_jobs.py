@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 from typing import Any
@@ -70,11 +71,12 @@ async def test_predict_defaults_to_every_file(
     config = data["config"]
     assert config == {
         "model_path": "nesydet-demo-obb.pt",
+        "model": None,
         "confidence_threshold": 0.25,
         "iou_threshold": 0.45,
         "class_agnostic_nms": False,
         "sahi": {"enabled": True, "slice_width": 640, "slice_height": 640, "overlap_ratio": 0.2},
-        "symbolic_reasoning": {"enabled": True, "rules_file": "dota.pl"},
+        "symbolic_reasoning": {"enabled": True, "rules_file": "dota.pl", "rules": None},
         "visualization": {
             "enabled": True,
             "show_labels": True,
@@ -291,7 +293,12 @@ async def test_queued_status_has_the_spec_shape(client: httpx.AsyncClient) -> No
     body = response.json()
     assert body["status"] == "success"
     data = body["data"]
-    assert set(data) == {"job_id", "status", "upload_id", "created_at", "updated_at", "progress"}
+    spec = {"job_id", "status", "upload_id", "created_at", "updated_at", "progress"}
+    assert set(data) == spec | {"model", "rules"}  # the extension: what the job runs
+    assert data["model"]["name"] == "nesydet-demo-obb"
+    assert data["model"]["sha256"] == hashlib.sha256(b"placeholder").hexdigest()
+    assert data["model"]["version"] is None  # a file, not registered
+    assert data["rules"]["name"] == "dota"
     assert data["status"] == "queued"
     assert data["progress"]["total_images"] == 2
     assert data["progress"]["processed_images"] == 0

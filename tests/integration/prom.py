@@ -88,6 +88,9 @@ def nesydet_env(root: Path, **overrides: str) -> dict[str, str]:
             "NESYDET_LOG_FORMAT": "text",
             "NESYDET_LOG_LEVEL": "INFO",
             "NESYDET_IMAGE_CHECK_WORKERS": "1",
+            # Registering the bundled files inspects and exports the model (tens of CPU
+            # seconds): test_registry_flow.py turns it on, the other deployments need none.
+            "NESYDET_REGISTER_BUNDLED": "false",
             "YOLO_OFFLINE": "1",
             "YOLO_AUTOINSTALL": "0",
             "YOLO_CONFIG_DIR": str(root / "yolo_cfg"),

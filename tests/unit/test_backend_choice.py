@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from nesydet.pipeline import onnx_export
-from nesydet.pipeline.backends import (
-    BackendLoader,
-    compare_detections,
-    pick_fastest,
-    probe_images,
-)
+from nesydet.pipeline.backends import BackendLoader, pick_fastest
 from nesydet.pipeline.detector import Detector, ImageSize, Task
 from nesydet.pipeline.errors import ModelLoadError
 from nesydet.pipeline.onnx_export import ExportError
+from nesydet.pipeline.probes import compare_detections, probe_images
 from nesydet.pipeline.types import RawDetections
 
 PROBES = [np.zeros((64, 64, 3), dtype=np.uint8)]
@@ -91,13 +88,20 @@ class World:
             raise ExportError("cannot export to ONNX", "the package onnx is not installed")
         return pt.with_suffix(".onnx")
 
+    def open_batched(self, path: Path, device: str, half: bool) -> Detector:
+        det = self.open_model(path, device, half)
+        det.batched = True  # type: ignore[attr-defined]
+        return det
+
     def timer(self, det: Detector, images: Sequence[npt.NDArray[np.uint8]]) -> float:
         assert isinstance(det, FakeDetector)
+        if getattr(det, "batched", False):
+            return self.seconds["torch-batch-half" if det.half else "torch-batch"]
         if det.half:
             return self.seconds["torch-half"]
         return self.seconds["onnxruntime-cuda" if det.path.suffix == ".onnx" else "torch"]
 
-    def loader(self, backend: str = "auto", **kwargs: bool) -> BackendLoader:
+    def loader(self, backend: str = "auto", **kwargs: Any) -> BackendLoader:
         return BackendLoader(
             backend,
             open_model=self.open_model,
@@ -291,3 +295,26 @@ def test_export_to_an_unwritable_cache_is_an_export_error(
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match="cannot write"):
         onnx_export.ensure_export(pt, blocker / "cache")
+
+
+def test_auto_on_gpu_takes_the_batched_adapter_when_it_is_faster_and_agrees() -> None:
+    world = World(
+        seconds={"torch-half": 0.010, "onnxruntime-cuda": 0.008, "torch-batch-half": 0.002,
+                 "torch-batch": 0.003}
+    )  # fmt: skip
+    loader = world.loader(open_batched=world.open_batched)
+    det = loader(PT, "cuda:0")
+    choice = loader.choices[PT]
+    assert choice.backend == "torch-batch-half"
+    assert getattr(det, "batched", False)
+    assert "torch-batch 3.0 ms/slice" in choice.reason
+
+
+def test_auto_on_gpu_drops_a_batched_adapter_that_fails_the_probe() -> None:
+    world = World(half_drift=0.05, seconds={"torch": 0.02, "onnxruntime-cuda": 0.03,
+                                            "torch-batch": 0.001})  # fmt: skip
+    loader = world.loader(open_batched=world.open_batched)
+    loader(PT, "cuda:0")
+    choice = loader.choices[PT]
+    assert choice.backend == "torch-batch"  # the half one drifted, the full one agreed
+    assert "torch-batch-half differs on the probe" in choice.reason

@@ -148,3 +148,15 @@ def test_as_rgb_array() -> None:
         as_rgb_array(arr[:, :, 0])
     with pytest.raises(ValueError, match="HxWx3"):
         as_rgb_array(arr.astype(np.float32))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_loaded_image_outlives_its_file(tmp_path: Path, suffix: str) -> None:
+    arr = gradient()
+    path = tmp_path / f"img{suffix}"
+    Image.fromarray(arr).save(path)
+    img = load_image(path)
+    path.unlink()
+    assert getattr(img, "fp", None) is None  # the file is closed
+    assert np.array_equal(np.asarray(img), arr)
+    assert np.array_equal(np.asarray(img.copy()), arr)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from nesydet.pipeline.nms import greedy_nms, merge_slices
+from nesydet.pipeline.nms import greedy_nms, merge_slices, witnessed_pairs
 from nesydet.pipeline.types import RawDetections
 from tests.pipeline_fixtures import doubled_obbs
 
@@ -114,3 +114,65 @@ def test_cross_slice_pairs_merge_on_intersection_over_smaller() -> None:
     assert sorted(
         merge_slices(dets, iou_threshold=0.45, sources=two_slices, border_ios=None).tolist()
     ) == [0, 1]
+
+
+def test_double_box_of_one_slice_merges_where_another_slice_saw_one_object() -> None:
+    # Slice 0 put two boxes on one car (IoU 0.33, IoS 0.5); slice 1 saw one car there.
+    dets = obb_dets(
+        [
+            (100, 100, 14, 6, 0.0, 0.8, 10),
+            (100, 103, 14, 6, 0.0, 0.5, 10),
+            (100, 101.5, 14, 7, 0.0, 0.7, 10),
+        ]
+    )
+    keep = merge_slices(dets, iou_threshold=0.45, sources=np.array([0, 0, 1]))
+    assert keep.tolist() == [0]
+    # without the other slice's view, the model's own two boxes stand
+    alone = merge_slices(dets.take(np.array([0, 1])), iou_threshold=0.45, sources=np.array([0, 0]))
+    assert sorted(alone.tolist()) == [0, 1]
+
+
+def test_neighbours_seen_twice_by_both_slices_stay_two() -> None:
+    # Two cars whose boxes overlap (IoS 0.5), each slice finds both: no slice saw one object.
+    dets = obb_dets(
+        [
+            (100, 100, 14, 6, 0.0, 0.8, 10),
+            (100, 103, 14, 6, 0.0, 0.5, 10),
+            (100, 100.5, 14, 6, 0.0, 0.7, 10),
+            (100, 103.5, 14, 6, 0.0, 0.6, 10),
+        ]
+    )
+    keep = merge_slices(dets, iou_threshold=0.45, sources=np.array([0, 0, 1, 1]))
+    assert sorted(keep.tolist()) == [0, 1]
+
+
+def test_parked_cars_side_by_side_across_a_slice_edge_stay_two() -> None:
+    # Slice 0 ends at x = 640: car A (626-634) whole, car B (636-644) cut to 636-640.
+    # Slice 1 sees both whole.
+    dets = obb_dets(
+        [
+            (630, 200, 8, 16, 0.0, 0.80, 10),
+            (638, 200, 4, 16, 0.0, 0.90, 10),
+            (630.5, 200, 8, 16, 0.0, 0.75, 10),
+            (640, 200, 8, 16, 0.0, 0.70, 10),
+        ]
+    )
+    truncated = np.array([False, True, False, False])
+    sources = np.array([0, 0, 1, 1])
+    keep = merge_slices(dets, iou_threshold=0.45, truncated=truncated, sources=sources)
+    assert sorted(keep.tolist()) == [0, 3]
+
+
+def test_witnessed_pairs_needs_the_only_match_of_the_other_slice() -> None:
+    # Boxes 0, 1 of slice 0; box 2 of slice 1 matches both; box 3 of slice 2 matches 0 and 1
+    # too, but so does box 4 of slice 2.
+    sources = np.array([0, 0, 1, 2, 2])
+    i = np.array([0, 0, 1, 0, 1, 0, 1])
+    j = np.array([1, 2, 2, 3, 3, 4, 4])
+    linked = np.array([False, True, True, False, False, False, False])
+    candidate = np.array([True, False, False, False, False, False, False])
+    assert witnessed_pairs(i, j, linked, candidate, sources).tolist() == [True] + [False] * 6
+    linked[3:] = True
+    linked[1:3] = False
+    assert not witnessed_pairs(i, j, linked, candidate, sources).any()
+    assert not witnessed_pairs(i, j, np.zeros(7, dtype=bool), candidate, sources).any()

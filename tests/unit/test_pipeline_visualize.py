@@ -56,3 +56,20 @@ def test_thumbnail_longest_side_256() -> None:
     assert thumbnail(Image.new("RGB", (4000, 1000))).size == (256, 64)
     assert thumbnail(Image.new("RGB", (100, 300))).size == (85, 256)
     assert thumbnail(Image.new("RGB", (256, 256))).size == (256, 256)
+
+
+def test_label_text_is_what_pillow_draws_at_the_rounded_position() -> None:
+    from PIL import ImageDraw
+
+    from nesydet.pipeline.visualize import _draw_text, _font
+
+    rng = np.random.default_rng(0)
+    background = Image.fromarray(rng.integers(0, 255, (60, 220, 3), dtype=np.uint8))
+    for text, size, xy in [("car 0.87", 18, (10.4, 12.6)), ("storage_tank 0.31", 11, (-3.0, 50.5))]:
+        for ink in [(0, 0, 0), (255, 255, 255)]:
+            ours, pillow = background.copy(), background.copy()
+            _draw_text(ours, xy, text, size, ink)
+            rounded = (round(xy[0]), round(xy[1]))
+            ImageDraw.Draw(pillow).text(rounded, text, fill=ink, font=_font(size))
+            assert np.array_equal(np.asarray(ours), np.asarray(pillow))
+            assert not np.array_equal(np.asarray(ours), np.asarray(background))

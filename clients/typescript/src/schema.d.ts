@@ -693,6 +693,140 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Registered models */
+        get: operations["list_models"];
+        put?: never;
+        /**
+         * Register a model version
+         * @description Multipart: `file` (a YOLO detect or OBB model: a .pt (ultralytics) or an .onnx export), `name` and optionally `version` (the next number when left out). The file is inspected in a separate process with memory and time limits (loaded, its task, classes and input size read, one prediction made), stored by its sha256, and added as a version; the first version is the default. A .pt gets an ONNX export made in the background (queue `exports`).
+         */
+        post: operations["register_model"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A registered model and its versions */
+        get: operations["get_model"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Set a model's default version */
+        patch: operations["set_default_model"];
+        trace?: never;
+    };
+    "/api/v1/models/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a model version */
+        delete: operations["delete_model_version"];
+        options?: never;
+        head?: never;
+        /** Deprecate (or restore) a model version */
+        patch: operations["deprecate_model_version"];
+        trace?: never;
+    };
+    "/api/v1/models/{name}/routing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Route jobs naming only the model to its versions, by weight
+         * @description Jobs whose `config.model` is the name alone get a version with probability weight / sum of weights, decided by the job id: the same id always gets the same version. `{}` removes the routing (the default version again). The split shows in `versions[].jobs` here and in the metric `model_jobs_total{model,version}`.
+         */
+        put: operations["put_routing_api_v1_models__name__routing_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Registered rules */
+        get: operations["list_rules"];
+        put?: never;
+        /**
+         * Register a rules version
+         * @description Multipart: `file` (a Prolog rules file (.pl) defining decide/3, as rules/dota.pl), `name` and optionally `version` (the next number when left out). The file is inspected in a separate process with memory and time limits (loaded clause by clause in the sandbox, as a worker loads it), stored by its sha256, and added as a version; the first version is the default.
+         */
+        post: operations["register_rules"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A registered rules and its versions */
+        get: operations["get_rules"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Set a rules's default version */
+        patch: operations["set_default_rules"];
+        trace?: never;
+    };
+    "/api/v1/rules/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a rules version */
+        delete: operations["delete_rules_version"];
+        options?: never;
+        head?: never;
+        /** Deprecate (or restore) a rules version */
+        patch: operations["deprecate_rules_version"];
+        trace?: never;
+    };
     "/docs/errors": {
         parameters: {
             query?: never;
@@ -737,6 +871,140 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AssetData */
+        AssetData: {
+            /**
+             * Name
+             * @example nesydet-demo-obb
+             */
+            name: string;
+            /**
+             * Default Version
+             * @example 1
+             */
+            default_version: string | null;
+            /**
+             * Latest Version
+             * @example 2
+             */
+            latest_version: string | null;
+            /** Version Count */
+            version_count: number;
+            /**
+             * Routing
+             * @description models: weights by version for jobs naming only the name
+             */
+            routing?: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Created At
+             * @example 2026-02-02T18:54:57.324Z
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * @example 2026-02-02T18:54:57.324Z
+             */
+            updated_at: string;
+            /** Versions */
+            versions: components["schemas"]["VersionData"][];
+        };
+        /** AssetList */
+        AssetList: {
+            /** Items */
+            items: components["schemas"]["AssetSummary"][];
+        };
+        /** AssetListResponse */
+        AssetListResponse: {
+            /**
+             * Status
+             * @default success
+             * @constant
+             */
+            status?: "success";
+            data: components["schemas"]["AssetList"];
+        };
+        /** AssetPatch */
+        AssetPatch: {
+            /**
+             * Default Version
+             * @description the version jobs naming only the name get
+             */
+            default_version: string;
+        };
+        /**
+         * AssetRef
+         * @description The model or rules a job ran: enough to run it again on the same file.
+         */
+        AssetRef: {
+            /**
+             * Name
+             * @example nesydet-demo-obb
+             */
+            name: string;
+            /**
+             * Version
+             * @description the registered version; null for a file not registered
+             * @example 1
+             */
+            version: string | null;
+            /**
+             * Sha256
+             * @description of the file's bytes
+             * @example 9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e
+             */
+            sha256: string;
+        };
+        /** AssetResponse */
+        AssetResponse: {
+            /**
+             * Status
+             * @default success
+             * @constant
+             */
+            status?: "success";
+            /** Message */
+            message?: string | null;
+            data: components["schemas"]["AssetData"];
+        };
+        /** AssetSummary */
+        AssetSummary: {
+            /**
+             * Name
+             * @example nesydet-demo-obb
+             */
+            name: string;
+            /**
+             * Default Version
+             * @example 1
+             */
+            default_version: string | null;
+            /**
+             * Latest Version
+             * @example 2
+             */
+            latest_version: string | null;
+            /** Version Count */
+            version_count: number;
+            /**
+             * Routing
+             * @description models: weights by version for jobs naming only the name
+             */
+            routing?: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Created At
+             * @example 2026-02-02T18:54:57.324Z
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * @example 2026-02-02T18:54:57.324Z
+             */
+            updated_at: string;
+        };
         /**
          * BatchJobData
          * @description The predict response's data, with the upload the archive became.
@@ -1053,6 +1321,10 @@ export interface components {
         CocoResults: {
             /** Job Id */
             job_id: string;
+            /** @description the model the job ran (null for jobs older than the registry) */
+            model?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules it ran; null without reasoning */
+            rules?: components["schemas"]["AssetRef"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1142,6 +1414,14 @@ export interface components {
             mean_confidence_delta: number | null;
             /** Per Class */
             per_class: components["schemas"]["ClassSummaryItem"][];
+            /** @description the model job A ran */
+            model_a?: components["schemas"]["AssetRef"] | null;
+            /** @description the model job B ran */
+            model_b?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules job A ran */
+            rules_a?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules job B ran */
+            rules_b?: components["schemas"]["AssetRef"] | null;
         };
         /**
          * CompletionBucket
@@ -1674,10 +1954,16 @@ export interface components {
         JobConfig: {
             /**
              * Model Path
-             * @description a model file in the server's models directory; the default model if null
+             * @description a model file in the server's models directory; the default model if null and no `model` is given
              * @example nesydet-demo-obb.pt
              */
             model_path?: string | null;
+            /**
+             * Model
+             * @description a registered model (GET /api/v1/models) as name@version, or name: its routing's pick by job id, else its default version; instead of model_path (extension)
+             * @example nesydet-demo-obb@1
+             */
+            model?: string | null;
             /**
              * Confidence Threshold
              * @description 0 to 1
@@ -1814,6 +2100,10 @@ export interface components {
             visualization_url?: string | null;
             /** Attempts */
             attempts?: number | null;
+            /** @description the model the job runs: name, version, sha256 (extension) */
+            model?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules it runs; absent without reasoning (extension) */
+            rules?: components["schemas"]["AssetRef"] | null;
         };
         /** JobStatusResponse */
         JobStatusResponse: {
@@ -1829,6 +2119,10 @@ export interface components {
         JsonResults: {
             /** Job Id */
             job_id: string;
+            /** @description the model the job ran (null for jobs older than the registry) */
+            model?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules it ran; null without reasoning */
+            rules?: components["schemas"]["AssetRef"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1980,6 +2274,23 @@ export interface components {
             status?: "success";
             data: components["schemas"]["MeData"];
         };
+        /**
+         * ModelExport
+         * @description The ONNX export of a ``.pt`` version (made in the background, queue ``exports``).
+         */
+        ModelExport: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "ready" | "failed";
+            /** Sha256 */
+            sha256?: string | null;
+            /** Size Bytes */
+            size_bytes?: number | null;
+            /** Error */
+            error?: string | null;
+        };
         /** PredictData */
         PredictData: {
             /** Job Id */
@@ -2127,6 +2438,12 @@ export interface components {
              * @default dota.pl
              */
             rules_file?: string;
+            /**
+             * Rules
+             * @description registered rules (GET /api/v1/rules) as name (its default version) or name@version; instead of rules_file (extension)
+             * @example dota@2
+             */
+            rules?: string | null;
         };
         /** ReasoningResponse */
         ReasoningResponse: {
@@ -2426,6 +2743,98 @@ export interface components {
             /** Password */
             password?: string | null;
         };
+        /**
+         * VersionData
+         * @description One version of a registered model or rules set.
+         */
+        VersionData: {
+            /**
+             * Name
+             * @example nesydet-demo-obb
+             */
+            name: string;
+            /**
+             * Version
+             * @example 1
+             */
+            version: string;
+            /**
+             * Sha256
+             * @example 9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e
+             */
+            sha256: string;
+            /**
+             * Format
+             * @description pt or onnx (models), pl (rules)
+             * @example pt
+             */
+            format: string;
+            /** Size Bytes */
+            size_bytes: number;
+            /**
+             * Created At
+             * @example 2026-02-02T18:54:57.324Z
+             */
+            created_at: string;
+            /**
+             * Default
+             * @description jobs naming only the name get this version
+             */
+            default: boolean;
+            /**
+             * Deprecated
+             * @description kept for reproduction; not routed, not the default
+             */
+            deprecated: boolean;
+            /**
+             * Task
+             * @description models: detect or obb
+             * @example obb
+             */
+            task?: string | null;
+            /**
+             * Classes
+             * @description models: class names by id
+             */
+            classes?: string[] | null;
+            /**
+             * Input Size
+             * @description models: training input size
+             */
+            input_size?: number | null;
+            /**
+             * Facts Used
+             * @description rules: the fact predicates the file reads
+             */
+            facts_used?: string[] | null;
+            /** @description models in .pt: the export */
+            export?: components["schemas"]["ModelExport"] | null;
+            /**
+             * Jobs
+             * @description models: jobs that ran this version
+             */
+            jobs?: number | null;
+        };
+        /** VersionPatch */
+        VersionPatch: {
+            /**
+             * Deprecated
+             * @description true: no new routing or default; jobs may still name it
+             */
+            deprecated: boolean;
+        };
+        /** VersionResponse */
+        VersionResponse: {
+            /**
+             * Status
+             * @default success
+             * @constant
+             */
+            status?: "success";
+            /** Message */
+            message?: string | null;
+            data: components["schemas"]["VersionData"];
+        };
         /** VisualizationConfig */
         VisualizationConfig: {
             /**
@@ -2539,6 +2948,10 @@ export interface components {
         VocResults: {
             /** Job Id */
             job_id: string;
+            /** @description the model the job ran (null for jobs older than the registry) */
+            model?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules it ran; null without reasoning */
+            rules?: components["schemas"]["AssetRef"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -2683,6 +3096,10 @@ export interface components {
         YoloResults: {
             /** Job Id */
             job_id: string;
+            /** @description the model the job ran (null for jobs older than the registry) */
+            model?: components["schemas"]["AssetRef"] | null;
+            /** @description the rules it ran; null without reasoning */
+            rules?: components["schemas"]["AssetRef"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -6552,6 +6969,1490 @@ export interface operations {
             };
             /** @description Comparison not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "default_version": "1",
+                     *             "latest_version": "2",
+                     *             "version_count": 2,
+                     *             "routing": {
+                     *               "1": 90,
+                     *               "2": 10
+                     *             },
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "updated_at": "2026-11-30T10:00:00.000Z"
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetListResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    register_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    /** @example nesydet-demo-obb */
+                    name: string;
+                    /** @example 2 */
+                    version?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "message": "Model nesydet-demo-obb version 2 registered",
+                     *       "data": {
+                     *         "name": "nesydet-demo-obb",
+                     *         "version": "2",
+                     *         "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *         "format": "pt",
+                     *         "size_bytes": 6291456,
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "default": false,
+                     *         "deprecated": false,
+                     *         "task": "obb",
+                     *         "classes": [
+                     *           "plane",
+                     *           "ship",
+                     *           "storage_tank"
+                     *         ],
+                     *         "input_size": 640,
+                     *         "export": {
+                     *           "status": "pending"
+                     *         },
+                     *         "jobs": 0
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["VersionResponse"];
+                };
+            };
+            /** @description The file is not a usable model file */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Model 'roads' has a version '2' already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The file is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "nesydet-demo-obb",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "routing": {
+                     *           "1": 90,
+                     *           "2": 10
+                     *         },
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           },
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No model named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_default_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssetPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "nesydet-demo-obb",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "routing": {
+                     *           "1": 90,
+                     *           "2": 10
+                     *         },
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           },
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Version '1' is deprecated */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No model named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_model_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No model named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A queued or running job uses model 'roads' version '2' */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deprecate_model_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "nesydet-demo-obb",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "routing": {
+                     *           "1": 90,
+                     *           "2": 10
+                     *         },
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           },
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No model named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A queued or running job uses model 'roads' version '2' */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    put_routing_api_v1_models__name__routing_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    [key: string]: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "nesydet-demo-obb",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "routing": {
+                     *           "1": 90,
+                     *           "2": 10
+                     *         },
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           },
+                     *           {
+                     *             "name": "nesydet-demo-obb",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pt",
+                     *             "size_bytes": 6291456,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "task": "obb",
+                     *             "classes": [
+                     *               "plane",
+                     *               "ship",
+                     *               "storage_tank"
+                     *             ],
+                     *             "input_size": 640,
+                     *             "export": {
+                     *               "status": "pending"
+                     *             },
+                     *             "jobs": 0
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Invalid routing */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No model named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "name": "dota",
+                     *             "default_version": "1",
+                     *             "latest_version": "2",
+                     *             "version_count": 2,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "updated_at": "2026-11-30T10:00:00.000Z"
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetListResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    register_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    /** @example dota */
+                    name: string;
+                    /** @example 2 */
+                    version?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "message": "Rules dota version 2 registered",
+                     *       "data": {
+                     *         "name": "dota",
+                     *         "version": "2",
+                     *         "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *         "format": "pl",
+                     *         "size_bytes": 18204,
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "default": false,
+                     *         "deprecated": false,
+                     *         "facts_used": [
+                     *           "det",
+                     *           "near",
+                     *           "on"
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["VersionResponse"];
+                };
+            };
+            /** @description The file is not a usable rules file */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rules 'roads' has a version '2' already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The file is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "dota",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           },
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No rules named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_default_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssetPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "dota",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           },
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Version '1' is deprecated */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No rules named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_rules_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No rules named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A queued or running job uses rules 'roads' version '2' */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 401, 403, 429, 500, 503, ... */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "error",
+                     *       "message": "Service unavailable",
+                     *       "error_code": "SERVICE_UNAVAILABLE",
+                     *       "details": "the database cannot be reached",
+                     *       "timestamp": "2026-02-02T18:54:57.324Z",
+                     *       "request_id": "req_abc123def456",
+                     *       "error": {
+                     *         "code": "SERVICE_UNAVAILABLE",
+                     *         "message": "Service unavailable",
+                     *         "details": "the database cannot be reached",
+                     *         "field": null,
+                     *         "timestamp": "2026-02-02T18:54:57.324Z",
+                     *         "request_id": "req_abc123def456",
+                     *         "documentation_url": "/docs/errors#SERVICE_UNAVAILABLE"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deprecate_rules_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "success",
+                     *       "data": {
+                     *         "name": "dota",
+                     *         "default_version": "1",
+                     *         "latest_version": "2",
+                     *         "version_count": 2,
+                     *         "created_at": "2026-11-30T10:00:00.000Z",
+                     *         "updated_at": "2026-11-30T10:00:00.000Z",
+                     *         "versions": [
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "1",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": true,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           },
+                     *           {
+                     *             "name": "dota",
+                     *             "version": "2",
+                     *             "sha256": "9f2c4e0d5b7a8c1e3f6a9b2d4c7e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e",
+                     *             "format": "pl",
+                     *             "size_bytes": 18204,
+                     *             "created_at": "2026-11-30T10:00:00.000Z",
+                     *             "default": false,
+                     *             "deprecated": false,
+                     *             "facts_used": [
+                     *               "det",
+                     *               "near",
+                     *               "on"
+                     *             ]
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AssetResponse"];
+                };
+            };
+            /** @description Request validation failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Access denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No rules named 'roads' */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A queued or running job uses rules 'roads' version '2' */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -28,6 +28,7 @@ from nesydet.api.routers import (
     jobs,
     monitoring,
     reasoning,
+    registry,
     results,
     system,
     uploads,
@@ -44,6 +45,7 @@ from nesydet.services.auth import Authenticator
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.health import Readiness
 from nesydet.services.image_checker import ImageChecker
+from nesydet.services.registry.bundled import start_registering
 from nesydet.services.status_cache import make_status_cache
 from nesydet.services.sweeper import Sweeper
 from nesydet.storage import create_storage
@@ -102,9 +104,17 @@ def _lifespan(
             storage=app.state.storage,
         )
         sweeper.start()
+        registering = start_registering(
+            sessionmaker=app.state.sessionmaker,
+            storage=app.state.storage,
+            settings=settings,
+            dispatcher=app.state.dispatcher,
+        )
         try:
             yield
         finally:
+            if registering is not None:
+                registering.cancel()
             await sweeper.stop()
             await app.state.status_cache.close()
             app.state.celery.close()
@@ -187,6 +197,7 @@ def create_app(settings: Settings | None = None, *, checker: ImageChecker | None
         monitoring,
         webhooks,
         comparisons,
+        registry,
         ws,
     ):
         app.include_router(module.router)

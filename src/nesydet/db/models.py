@@ -98,6 +98,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_model_name_model_version", "model_name", "model_version"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -108,6 +109,11 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
     model_name: Mapped[str] = mapped_column(String(128))
+    # What the job runs, resolved when it was created: {name, version, sha256} and, for a
+    # registered asset, its storage key and format; None for rules when reasoning is off.
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    model_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    rules_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     file_count: Mapped[int] = mapped_column(Integer)
     processed_count: Mapped[int] = mapped_column(Integer, default=0)
     current_stage: Mapped[str | None] = mapped_column(String(64))
@@ -322,3 +328,45 @@ class Comparison(Base):
     # Per image: files paired, matched pairs, class changes, detections in one job only.
     images: Mapped[list[Any]] = mapped_column(JSONType)
     unpaired: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Asset(Base):
+    """A registered model or rules set (``kind``) by name: its default version and, for a
+    model, the weights that route jobs naming only the name to its versions."""
+
+    __tablename__ = "assets"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    default_version: Mapped[str | None] = mapped_column(String(32))
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AssetVersion(Base):
+    """One version of an asset: a file stored by content (``sha256``) and what its inspection
+    read from it (``meta``: task, classes and input size of a model; predicates of rules)."""
+
+    __tablename__ = "asset_versions"
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "version"),
+        Index("ix_asset_versions_kind_sha256", "kind", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(8))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The ONNX export of a .pt: {status: pending|ready|failed, storage_key, sha256, error}.
+    export: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deprecated_at: Mapped[datetime | None]

@@ -55,6 +55,12 @@ EXPIRED_UPLOADS = Counter(
     "retention_expired_uploads_total", "Uploads deleted by retention, with all made from them"
 )
 INFERENCE_JOBS = Counter("inference_jobs_total", "Total number of inference jobs", ["status"])
+# The A/B split: jobs created per model and version (version "" for a file not registered).
+MODEL_JOBS = Counter(
+    "model_jobs_total",
+    "Inference jobs created, by the model version they run",
+    ["model", "version"],
+)
 
 
 def multiprocess_dir() -> Path | None:

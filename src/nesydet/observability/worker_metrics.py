@@ -19,7 +19,7 @@ INFERENCE_DURATION = Histogram(
 MODEL_INFERENCE_TIME = Histogram(
     "model_inference_time_seconds",
     "Time taken for model inference per image",
-    ["model"],
+    ["model", "version"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 PIPELINE_STAGE_TIME = Histogram(

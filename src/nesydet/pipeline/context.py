@@ -61,22 +61,33 @@ def features(small: F32) -> F32:
         out: F32 = cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT)
         return out
 
-    lum = small.mean(axis=2)
-    parts: list[F32] = [small, mean(small, 5), mean(small, 15), mean(small, 41)]
+    lum = _channel_mean(small)
+    colours = [small, mean(small, 5), mean(small, 15), mean(small, 41)]
+    planes: list[F32] = [plane for c in colours for plane in cv2.split(c)]
     for k in (5, 15):
         m = mean(lum, k)
-        parts.append(np.sqrt(np.maximum(mean(lum * lum, k) - m * m, 0.0))[..., None])
-    c5 = parts[1]
-    l5 = c5.mean(axis=2) + 0.05
-    parts.append(((c5[..., 2] - c5[..., 0]) / l5)[..., None])
-    parts.append(((c5[..., 1] - (c5[..., 0] + c5[..., 2]) / 2) / l5)[..., None])
+        planes.append(np.sqrt(np.maximum(mean(lum * lum, k) - m * m, 0.0)))
+    c5 = colours[1]
+    l5 = _channel_mean(c5) + 0.05
+    planes.append((c5[..., 2] - c5[..., 0]) / l5)
+    planes.append((c5[..., 1] - (c5[..., 0] + c5[..., 2]) / 2) / l5)
     gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
-    parts.append(mean(np.sqrt(gx * gx + gy * gy), 5)[..., None])
+    planes.append(mean(np.sqrt(gx * gx + gy * gy), 5))
     med = np.median(small.reshape(-1, 3)[:: max(1, small.size // 60000)], axis=0)
-    parts.append(np.broadcast_to(med.astype(np.float32), small.shape))
-    parts.append(c5 - med.astype(np.float32))
-    out: F32 = np.concatenate(parts, axis=2).astype(np.float32, copy=False)
+    med = med.astype(np.float32)
+    planes += [np.full(lum.shape, v, dtype=np.float32) for v in med]
+    planes += [c5[..., k] - med[k] for k in range(3)]
+    # One interleaving pass in OpenCV: numpy's concatenate along the last axis copies one to
+    # three floats at a time and took about half of this function on a 7 MP scene.
+    out: F32 = cv2.merge([np.ascontiguousarray(p, dtype=np.float32) for p in planes])
+    return out
+
+
+def _channel_mean(rgb: F32) -> F32:
+    """Returns the mean of the three channels, bit for bit ``rgb.mean(axis=2)`` (float32),
+    without numpy's slow reduction over a 3-long axis."""
+    out: F32 = (rgb[..., 0] + rgb[..., 1] + rgb[..., 2]) / np.float32(3)
     return out
 
 

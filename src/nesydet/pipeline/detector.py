@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nesydet.pipeline.errors import InferenceError, ModelLoadError
-from nesydet.pipeline.paths import UnsafePathError, resolve_in_dir
+from nesydet.pipeline.paths import UnsafePathError, resolve_in_dirs
 from nesydet.pipeline.types import RawDetections
 
 Task = Literal["detect", "obb"]
@@ -77,15 +77,16 @@ def set_cpu_threads(count: int) -> None:
         torch.set_num_threads(count)
 
 
-def resolve_model_path(models_dir: Path, name: str) -> Path:
-    """Returns the real path of model `name` inside models_dir.
+def resolve_model_path(models_dir: Path | Sequence[Path], name: str) -> Path:
+    """Returns the real path of model `name` inside models_dir (the first of several that
+    has it).
 
     Raises:
         ModelLoadError: When the name escapes models_dir, has another suffix than .pt or
             .onnx, or the file does not exist.
     """
     try:
-        return resolve_in_dir(models_dir, name, MODEL_SUFFIXES)
+        return resolve_in_dirs(models_dir, name, MODEL_SUFFIXES)
     except UnsafePathError as exc:
         raise ModelLoadError("invalid model path", str(exc)) from exc
 

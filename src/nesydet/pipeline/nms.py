@@ -3,6 +3,11 @@
 Each slice was already NMS-ed by the model; what remains are duplicates of objects lying in
 the overlap between slices. Only boxes whose envelopes overlap are compared (sweep on x),
 and for oriented boxes the overlap is the exact polygon intersection.
+
+The model also leaves some objects with two boxes of its own inside one slice (two badly
+placed halves of a small car, IoU 0.1-0.3). Geometry alone cannot tell those from neighbours
+in a car park, whose boxes overlap as much, so they are merged only where another slice saw
+the same place and found one object there (`witnessed_pairs`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,43 @@ def greedy_nms(scores: FloatArray, i: IntArray, j: IntArray, suppress: BoolArray
     return np.asarray(keep, dtype=np.int64)
 
 
+def witnessed_pairs(
+    i: IntArray, j: IntArray, linked: BoolArray, candidate: BoolArray, sources: IntArray
+) -> BoolArray:
+    """Returns which candidate pairs another slice saw as a single object.
+
+    A candidate pair (two boxes of one slice) is witnessed by a box of another slice that is
+    linked to both, while no other box of that slice is linked to either: that slice found
+    one object where this one has two boxes. Neighbours seen by both slices get two boxes
+    from each, so neither box of one slice is the only match in the other.
+
+    Args:
+        i: First index of each pair.
+        j: Second index of each pair.
+        linked: Pairs from different slices that are duplicates of each other.
+        candidate: Pairs from one slice that may be one object.
+        sources: (N,) slice index of each box.
+    """
+    n = len(sources)
+    box = np.concatenate([i[linked], j[linked]])
+    other = np.concatenate([j[linked], i[linked]])
+    # A box linked to two boxes of the same other slice has no single witness there.
+    _, inv, count = np.unique(box * n + sources[other], return_inverse=True, return_counts=True)
+    sole = count.reshape(-1)[inv.reshape(-1)] == 1
+    by = np.argsort(box[sole], kind="stable")
+    box, other = box[sole][by], other[sole][by]
+    k = np.nonzero(candidate)[0]
+    lo = np.searchsorted(box, i[k], side="left")
+    hits = np.searchsorted(box, i[k], side="right") - lo
+    pair = np.repeat(k, hits)
+    start = np.repeat(lo - (np.cumsum(hits) - hits), hits)
+    witness = other[start + np.arange(len(pair))]
+    seen = np.isin(j[pair] * n + witness, box * n + other)
+    out = np.zeros(len(i), dtype=bool)
+    out[pair[seen]] = True
+    return out
+
+
 def merge_slices(
     dets: RawDetections,
     *,
@@ -78,7 +120,9 @@ def merge_slices(
             from different slices whose intersection covers `border_ios` of the smaller
             one are also duplicates even below the IoU threshold: distinct objects of one
             class hardly overlap, but two slices often localise a small, thin object (a
-            12 px car) a pixel or two apart, which alone drops IoU under 0.45.
+            12 px car) a pixel or two apart, which alone drops IoU under 0.45. Two
+            same-class boxes of one slice overlapping that much are duplicates too when
+            another slice saw one object there (see `witnessed_pairs`).
     """
     n = len(dets)
     if n == 0:
@@ -95,12 +139,13 @@ def merge_slices(
         ios_j = np.divide(inter, area_j, out=np.zeros_like(inter), where=area_j > 0)
         alive[i[ti & ~tj & (ios_i >= border_ios)]] = False
         alive[j[tj & ~ti & (ios_j >= border_ios)]] = False
-    iou = geo.iou_from_parts(inter, area_i, area_j)
-    duplicate = iou > iou_threshold
+    duplicate = geo.iou_from_parts(inter, area_i, area_j) > iou_threshold
     if sources is not None and border_ios is not None and len(i):
         cross = sources[i] != sources[j]
         same = dets.classes[i] == dets.classes[j]
-        duplicate |= cross & same & (geo.ios_from_parts(inter, area_i, area_j) >= border_ios)
+        close = same & (geo.ios_from_parts(inter, area_i, area_j) >= border_ios)
+        duplicate |= cross & close
+        duplicate |= witnessed_pairs(i, j, cross & same & duplicate, ~cross & close, sources)
     pair_alive = alive[i] & alive[j]
     scores = np.where(alive, dets.scores, -1.0)
     keep = greedy_nms(scores, i[pair_alive], j[pair_alive], duplicate[pair_alive])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 
 
@@ -38,3 +38,19 @@ def resolve_in_dir(base: Path, name: str, suffixes: Collection[str]) -> Path:
     if not real.is_file():
         raise UnsafePathError(f"{name!r} is not a regular file")
     return real
+
+
+def resolve_in_dirs(bases: Path | Sequence[Path], name: str, suffixes: Collection[str]) -> Path:
+    """Returns `resolve_in_dir` in the first of `bases` that has the file.
+
+    Raises:
+        UnsafePathError: As `resolve_in_dir` for the first base, when no base has it.
+    """
+    folders = [bases] if isinstance(bases, Path) else list(bases)
+    first: UnsafePathError | None = None
+    for base in folders:
+        try:
+            return resolve_in_dir(base, name, suffixes)
+        except UnsafePathError as exc:
+            first = first or exc
+    raise first or UnsafePathError(f"{name!r}: no directory to look in")

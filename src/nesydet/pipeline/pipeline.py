@@ -25,6 +25,7 @@ from nesydet.pipeline.detector import (
 )
 from nesydet.pipeline.errors import InferenceError, ModelLoadError
 from nesydet.pipeline.image_io import as_rgb_array
+from nesydet.pipeline.model_cache import ModelCache
 from nesydet.pipeline.nms import BORDER_IOS, merge_slices
 from nesydet.pipeline.reasoning.engine import PrologReasoner
 from nesydet.pipeline.reasoning.facts import CONTEXT_FACTS, build_facts
@@ -78,6 +79,10 @@ class Pipeline:
         context_model: File name in models_dir of the surface classifier behind the context
             facts (scene/2, on/3, shore_distance/2; see `context`). When the file is
             missing, or None, those facts are not sent and the rules reading them see none.
+        extra_models_dir, extra_rules_dir: Further folders model and rules names resolve in
+            (after models_dir and rules_dir): where a worker keeps registered files.
+        model_cache_mb: Memory the loaded models may take together (see `ModelCache`);
+            None: no bound.
     """
 
     def __init__(
@@ -96,6 +101,9 @@ class Pipeline:
         detector_factory: DetectorFactory | None = None,
         cpu_threads: int | None = None,
         context_model: str | None = DEFAULT_CONTEXT_MODEL,
+        extra_models_dir: Path | None = None,
+        extra_rules_dir: Path | None = None,
+        model_cache_mb: float | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.rules_dir = Path(rules_dir)
@@ -112,11 +120,16 @@ class Pipeline:
             )
         self._factory: DetectorFactory = detector_factory
         self.cpu_threads = cpu_threads
-        self._detectors: dict[Path, tuple[int, Detector]] = {}
+        self.model_dirs = [self.models_dir, *([Path(extra_models_dir)] if extra_models_dir else [])]
+        self.models: ModelCache[Detector] = ModelCache(model_cache_mb)
         self._models_lock = threading.Lock()
         # Detectors already run once; weak, so a replaced model's id is never mistaken for it.
         self._warm: weakref.WeakSet[Detector] = weakref.WeakSet()
-        self.reasoner = PrologReasoner(self.rules_dir, time_limit_s=rules_time_limit_s)
+        self.reasoner = PrologReasoner(
+            self.rules_dir,
+            time_limit_s=rules_time_limit_s,
+            extra_dirs=[Path(extra_rules_dir)] if extra_rules_dir else [],
+        )
         self.context_model = context_model
         self._surface: tuple[int, SurfaceModel] | None = None
 
@@ -130,15 +143,8 @@ class Pipeline:
         Raises:
             ModelLoadError: When the name is unsafe or the model cannot be loaded.
         """
-        path = resolve_model_path(self.models_dir, model_path or self.default_model)
-        mtime = path.stat().st_mtime_ns
-        with self._models_lock:
-            cached = self._detectors.get(path)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-            det = self._factory(path, self.device)
-            self._detectors[path] = (mtime, det)
-            return det
+        path = resolve_model_path(self.model_dirs, model_path or self.default_model)
+        return self.models.get(path, lambda p: self._factory(p, self.device))
 
     def surface_model(self) -> SurfaceModel | None:
         """Returns the (cached) context model, or None when there is none to load.

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nesydet.ids import JOB, id_pattern
 from nesydet.schemas.common import Timestamp
+from nesydet.schemas.registry import AssetRef
 
 Layout = Literal["side_by_side", "overlay"]
 
@@ -107,6 +108,10 @@ class ComparisonSummary(BaseModel):
     recall: float | None
     mean_confidence_delta: float | None
     per_class: list[ClassSummaryItem]
+    model_a: AssetRef | None = Field(default=None, description="the model job A ran")
+    model_b: AssetRef | None = Field(default=None, description="the model job B ran")
+    rules_a: AssetRef | None = Field(default=None, description="the rules job A ran")
+    rules_b: AssetRef | None = Field(default=None, description="the rules job B ran")
 
 
 class UnpairedFiles(BaseModel):

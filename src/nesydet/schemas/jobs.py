@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from nesydet.asset_names import REF_PATTERN
 from nesydet.ids import UPLOAD, id_pattern
 from nesydet.pipeline.config import OVERLAP_RANGE, SLICE_RANGE, UNIT_RANGE, PipelineConfig
 from nesydet.schemas.common import Timestamp
+from nesydet.schemas.registry import AssetRef
 from nesydet.schemas.webhooks import URL_MAX, WebhookCreated
 
 
@@ -66,6 +68,13 @@ class ReasoningConfig(_Strict):
         default=_DEFAULT.symbolic_reasoning.rules_file,
         description="a rules file in the server's rules directory",
     )
+    rules: str | None = Field(
+        default=None,
+        pattern=REF_PATTERN,
+        examples=["dota@2"],
+        description="registered rules (GET /api/v1/rules) as name (its default version) or "
+        "name@version; instead of rules_file (extension)",
+    )
 
 
 class VisualizationConfig(_Strict):
@@ -84,8 +93,16 @@ class JobConfig(_Strict):
 
     model_path: str | None = Field(
         default=_DEFAULT.model_path,
-        description="a model file in the server's models directory; the default model if null",
+        description="a model file in the server's models directory; the default model if "
+        "null and no `model` is given",
         examples=["nesydet-demo-obb.pt"],
+    )
+    model: str | None = Field(
+        default=None,
+        pattern=REF_PATTERN,
+        examples=["nesydet-demo-obb@1"],
+        description="a registered model (GET /api/v1/models) as name@version, or name: its "
+        "routing's pick by job id, else its default version; instead of model_path (extension)",
     )
     confidence_threshold: Unit = Field(
         default=_DEFAULT.confidence_threshold, description=_span(UNIT_RANGE)
@@ -195,6 +212,12 @@ class JobStatusData(BaseModel):
     results_url: str | None = None
     visualization_url: str | None = None
     attempts: int | None = None
+    model: AssetRef | None = Field(
+        default=None, description="the model the job runs: name, version, sha256 (extension)"
+    )
+    rules: AssetRef | None = Field(
+        default=None, description="the rules it runs; absent without reasoning (extension)"
+    )
 
 
 class JobStatusResponse(BaseModel):

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from nesydet.schemas.registry import AssetRef
+
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 UnitPoint = Annotated[list[Unit], Field(min_length=2, max_length=2)]
@@ -83,8 +85,17 @@ class FileDetections(BaseModel):
     detection_count: int = Field(ge=0)
 
 
-class JsonResults(BaseModel):
+class _JobResults(BaseModel):
     job_id: str
+    model: AssetRef | None = Field(
+        default=None, description="the model the job ran (null for jobs older than the registry)"
+    )
+    rules: AssetRef | None = Field(
+        default=None, description="the rules it ran; null without reasoning"
+    )
+
+
+class JsonResults(_JobResults):
     format: Literal["json"]
     results: list[FileDetections]
 
@@ -100,8 +111,7 @@ class YoloFile(BaseModel):
     download_url: str = Field(description="the same text as a file")
 
 
-class YoloResults(BaseModel):
-    job_id: str
+class YoloResults(_JobResults):
     format: Literal["yolo", "yolo_obb"]
     files: list[YoloFile]
 
@@ -114,8 +124,7 @@ class VocFile(BaseModel):
     voc_xml: str
 
 
-class VocResults(BaseModel):
-    job_id: str
+class VocResults(_JobResults):
     format: Literal["voc"]
     files: list[VocFile]
 
@@ -167,8 +176,7 @@ class CocoDocument(BaseModel):
     categories: list[CocoCategory]
 
 
-class CocoResults(BaseModel):
-    job_id: str
+class CocoResults(_JobResults):
     format: Literal["coco"]
     coco: CocoDocument
 

@@ -31,7 +31,7 @@ from nesydet.ids import UPLOAD, new_id
 from nesydet.observability import metrics
 from nesydet.schemas.jobs import JobConfig, PredictRequest
 from nesydet.services import archive as zip_archive
-from nesydet.services import idempotency
+from nesydet.services import idempotency, job_assets
 from nesydet.services import jobs as job_service
 from nesydet.services import uploads as upload_service
 from nesydet.services.batch_form import ReceivedForm, receive_form
@@ -193,7 +193,7 @@ async def _receive(
     archive_part = _one_archive(form, settings)
     config = parse_config(form.values.get(CONFIG_FIELD))
     if config is not None:  # a missing model or rules file is refused before the work
-        job_service.check_assets(config, settings)
+        job_assets.check_assets(config, settings)
     return archive_part, config
 
 

@@ -38,6 +38,7 @@ from nesydet.pipeline.image_io import load_image
 from nesydet.pipeline.types import Detection
 from nesydet.schemas.common import iso_z
 from nesydet.services.jobs import get_job
+from nesydet.services.registry.resolve import public
 from nesydet.services.results import to_detection
 from nesydet.storage import Storage, StorageFailure
 
@@ -226,6 +227,10 @@ async def create(
             iou_threshold=iou_threshold,
         )
     )
+    # What each job ran: a comparison of two model versions names them.
+    for side, job in (("a", first), ("b", second)):
+        summary[f"model_{side}"] = public(job.model_ref)
+        summary[f"rules_{side}"] = public(job.rules_ref)
     row = Comparison(
         id=comparison_id,
         owner_id=owner,

@@ -10,7 +10,7 @@ import anyio
 from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nesydet.broker import INFERENCE_TASK, QUEUE
+from nesydet.broker import EXPORT_QUEUE, EXPORT_TASK, INFERENCE_TASK, QUEUE
 from nesydet.config import Settings
 from nesydet.db.base import utcnow
 from nesydet.db.repositories import jobs as job_repo
@@ -49,6 +49,22 @@ class Dispatcher:
                 retry=False,
                 headers=tracing.inject() or None,  # the worker's job span continues this trace
             )
+
+    async def send_export(self, version_id: int) -> bool:
+        """Ask for the ONNX export of a registered .pt; return whether the task was sent (a
+        worker that loads the version without it exports it itself)."""
+        try:
+            with anyio.fail_after(self.settings.broker_publish_timeout_s + 1):
+                await anyio.to_thread.run_sync(
+                    lambda: self.celery.send_task(
+                        EXPORT_TASK, args=[version_id], queue=EXPORT_QUEUE, retry=False
+                    ),
+                    abandon_on_cancel=True,
+                )
+        except Exception as exc:  # the broker is down: the export is made where it is used
+            log.warning("could not send the export task", extra={"error": repr(exc)})
+            return False
+        return True
 
     async def send(self, job_id: str, image_count: int, *, retrying: bool = False) -> bool:
         """Publish from async code within the publish timeout; return whether it was sent.

@@ -154,7 +154,14 @@ def _dump(value: Any) -> bytes:
 
 
 def _results_json(plan: Plan, fetch: Fetch) -> Iterator[bytes]:
-    yield b'{"job_id":' + _dump(plan.job_id) + b',"format":"json","results":['
+    # As the results endpoint's data: what the job ran, then the images' results.
+    ran = (
+        b',"model":'
+        + _dump(plan.header.get("model"))
+        + b',"rules":'
+        + _dump(plan.header.get("rules"))
+    )
+    yield b'{"job_id":' + _dump(plan.job_id) + ran + b',"format":"json","results":['
     for n, (item, dets) in enumerate(_with_detections(plan, fetch)):
         yield (b"," if n else b"") + _dump(_json_result(item, dets))
     yield b"]}"

@@ -27,6 +27,7 @@ from nesydet.services.download_layout import (
     generate,
     items,
 )
+from nesydet.services.registry.resolve import public
 from nesydet.services.results import completed_job, to_detection
 from nesydet.storage import Storage, StorageFailure
 
@@ -87,7 +88,8 @@ async def plan_download(
         "status": job.status,
         "created_at": iso_z(job.created_at),
         "completed_at": iso_z(job.completed_at or job.updated_at),
-        "model": job.model_name,
+        "model": public(job.model_ref),
+        "rules": public(job.rules_ref),
         "config": job.config,
         "summary": {
             "total_detections": job.total_detections or 0,

@@ -9,6 +9,7 @@ from nesydet.db.models import Job
 from nesydet.domain import TERMINAL_STATUSES, JobStatus
 from nesydet.schemas.common import iso_z
 from nesydet.schemas.jobs import JobListItem
+from nesydet.services.registry.resolve import public
 from nesydet.services.status_cache import StatusCache
 
 
@@ -61,6 +62,9 @@ def job_status_payload(job: Job) -> dict[str, Any]:
             "message": job.error_message or "",
             "details": job.error_details,
         }
+    for key, ref in (("model", job.model_ref), ("rules", job.rules_ref)):
+        if ref is not None:
+            data[key] = public(ref)
     return data
 
 

@@ -18,7 +18,6 @@ from nesydet.db.models import Job, JobFile, Upload, UploadedFile
 from nesydet.db.repositories import jobs as job_repo
 from nesydet.domain import ACTIVE_STATUSES, JobStatus
 from nesydet.errors import (
-    InvalidConfig,
     InvalidFileIds,
     JobNotCancellable,
     JobNotFound,
@@ -26,10 +25,14 @@ from nesydet.errors import (
 )
 from nesydet.ids import new_id
 from nesydet.observability import metrics, tracing
-from nesydet.pipeline import MODEL_SUFFIXES, RULES_SUFFIXES
-from nesydet.schemas.jobs import JobConfig, PredictRequest
-from nesydet.services.assets import available, resolve_inside
+from nesydet.schemas.jobs import PredictRequest
 from nesydet.services.dispatch import Dispatcher
+from nesydet.services.job_assets import (
+    JobAssets,
+    check_assets,
+    recorded_config,
+    resolve_assets,
+)
 from nesydet.services.job_status import job_status_payload, publish
 from nesydet.services.status_cache import CachedStatus, StatusCache
 from nesydet.services.uploads import get_upload
@@ -39,56 +42,12 @@ from nesydet.services.webhooks.outbox import WebhookOutbox
 log = logging.getLogger(__name__)
 
 
-def model_label(name: str) -> str:
-    """Return the metrics label of a model file name (its stem)."""
-    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-
-
-def check_assets(config: JobConfig, settings: Settings) -> str:
-    """Return the model file name the job will use; raise InvalidConfig for unusable files."""
-    errors: list[dict[str, Any]] = []
-    model = config.model_path or settings.default_model
-    model_file = resolve_inside(settings.models_dir, model, MODEL_SUFFIXES)
-    if model_file is None:
-        choices = ", ".join(available(settings.models_dir, MODEL_SUFFIXES)) or "none"
-        errors.append(
-            {
-                "field": "config.model_path",
-                "error_code": "MODEL_NOT_FOUND",
-                "error": f"Not a model file in the models directory: {model} "
-                f"(available: {choices})",
-            }
-        )
-    rules = config.symbolic_reasoning
-    if (
-        rules.enabled
-        and resolve_inside(settings.rules_dir, rules.rules_file, RULES_SUFFIXES) is None
-    ):
-        choices = ", ".join(available(settings.rules_dir, RULES_SUFFIXES)) or "none"
-        errors.append(
-            {
-                "field": "config.symbolic_reasoning.rules_file",
-                "error_code": "RULES_NOT_FOUND",
-                "error": f"Not a rules file in the rules directory: {rules.rules_file} "
-                f"(available: {choices})",
-            }
-        )
-    if errors or model_file is None:
-        raise InvalidConfig(
-            "Invalid configuration",
-            errors=errors,
-            details="; ".join(f"{e['field']}: {e['error']}" for e in errors),
-        )
-    # Stored relative to the models directory, the way the workers resolve it.
-    return model_file.relative_to(settings.models_dir.resolve()).as_posix()
-
-
 async def estimate_completion(
     *, session: AsyncSession, settings: Settings, model: str, images: int, now: datetime
 ) -> datetime:
     """Return when a new job should finish: the images ahead of it and its own, at the
-    seconds per image measured on recent jobs of the same model."""
-    per_image = await job_repo.seconds_per_image(session=session, model_name=model_label(model))
+    seconds per image measured on recent jobs of the same model (its ``model_name``)."""
+    per_image = await job_repo.seconds_per_image(session=session, model_name=model)
     per_image = per_image or settings.default_seconds_per_image
     ahead = await job_repo.images_ahead(session=session)
     workers = await job_repo.live_workers(
@@ -121,41 +80,81 @@ async def create_job(
     await webhooks.check_job_url(request.webhook_url, settings)  # before anything is looked up
     upload = await get_upload(session=session, upload_id=request.upload_id, owner=owner)
     files = _chosen_files(upload, request.file_ids)
-    model = check_assets(request.config, settings)
+    model_file = check_assets(request.config, settings)
+    job_id = new_id("job")
+    assets = await resolve_assets(
+        session=session, config=request.config, settings=settings, job_id=job_id,
+        model_file=model_file,
+    )  # fmt: skip
     now = utcnow()
     eta = await estimate_completion(
-        session=session, settings=settings, model=model, images=len(files), now=now
-    )
-    config = request.config.model_dump(mode="json")
-    config["model_path"] = model
-    job = Job(
-        id=new_id("job"),
-        upload_id=upload.id,
-        owner_id=upload.owner_id,
-        status=JobStatus.QUEUED,
-        config=config,
-        model_name=model_label(model),
-        file_count=len(files),
-        processed_count=0,
-        created_at=now,
-        updated_at=now,
-        estimated_completion=eta,
-        attempts=0,
-        retries=0,
-        time_limit_s=settings.job_time_limit_s(len(files)),
-        files=[JobFile(file_id=f.id, position=i, status="pending") for i, f in enumerate(files)],
-    )
+        session=session, settings=settings, model=assets.model.ref["name"], images=len(files),
+        now=now,
+    )  # fmt: skip
+    job = _new_job(
+        job_id, upload, files, recorded_config(request.config, model_file, assets), assets,
+        now=now, eta=eta, time_limit_s=settings.job_time_limit_s(len(files)),
+    )  # fmt: skip
     await job_repo.add(session=session, job=job)
     tracing.set_attribute("job_id", job.id)  # on the request's span
     await webhooks.add_job_webhook(session=session, job=job, url=request.webhook_url)
 
+    _after_commit(session, job, dispatcher=dispatcher, sessionmaker=sessionmaker, cache=cache)
+    return job
+
+
+def _new_job(
+    job_id: str,
+    upload: Upload,
+    files: list[UploadedFile],
+    config: dict[str, Any],
+    assets: JobAssets,
+    *,
+    now: datetime,
+    eta: datetime,
+    time_limit_s: float,
+) -> Job:
+    """Return the row of a new, queued job over ``files`` of ``upload``."""
+    return Job(
+        id=job_id,
+        upload_id=upload.id,
+        owner_id=upload.owner_id,
+        status=JobStatus.QUEUED,
+        config=config,
+        model_name=assets.model.ref["name"],
+        model_version=assets.model.version,
+        model_ref=assets.model.ref,
+        rules_ref=assets.rules.ref if assets.rules else None,
+        estimated_completion=eta,
+        file_count=len(files),
+        processed_count=0,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+        retries=0,
+        time_limit_s=time_limit_s,
+        files=[JobFile(file_id=f.id, position=i, status="pending") for i, f in enumerate(files)],
+    )
+
+
+def _after_commit(
+    session: AsyncSession,
+    job: Job,
+    *,
+    dispatcher: Dispatcher,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: StatusCache,
+) -> None:
+    """Count the new job, publish its status and send its task, once it is committed."""
+    model, version = job.model_name, job.model_version or ""
+
     async def after() -> None:
         metrics.INFERENCE_JOBS.labels(status=JobStatus.QUEUED).inc()
+        metrics.MODEL_JOBS.labels(model=model, version=version).inc()
         await publish(cache, job)
         await dispatcher.send_and_record(sessionmaker, job.id, job.file_count)
 
     uow.after_commit(session, after)
-    return job
 
 
 def _chosen_files(upload: Upload, file_ids: list[str] | None) -> list[UploadedFile]:

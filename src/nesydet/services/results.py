@@ -26,6 +26,7 @@ from nesydet.pipeline import export
 from nesydet.pipeline.types import Detection, ReasoningTrace
 from nesydet.services.jobs import get_job
 from nesydet.services.png_rendering import BROWSER_TYPES, rendered_png
+from nesydet.services.registry.resolve import public
 from nesydet.storage import Storage, StorageFailure
 
 ResultFormat = Literal["json", "yolo", "yolo_obb", "coco", "voc"]
@@ -147,7 +148,12 @@ async def results(
     """Return the ``data`` of the results endpoint in the requested format."""
     job = await completed_job(session=session, job_id=job_id, owner=owner)
     files = await _file_results(session=session, job=job, file_id=file_id)
-    data: dict[str, Any] = {"job_id": job.id, "format": fmt}
+    data: dict[str, Any] = {
+        "job_id": job.id,
+        "format": fmt,
+        "model": public(job.model_ref),
+        "rules": public(job.rules_ref),
+    }
     if fmt == "json":
         data["results"] = [
             {

@@ -82,6 +82,9 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
         backend=settings.inference_backend,
         onnx_cache_dir=settings.onnx_cache_dir,
         cpu_threads=settings.worker_cpu_threads(concurrency),
+        extra_models_dir=settings.asset_cache_root / "model",
+        extra_rules_dir=settings.asset_cache_root / "rules",
+        model_cache_mb=settings.model_cache_mb or None,
         **detector_factory(settings),
     )
     try:

@@ -1,4 +1,4 @@
-"""``nesydet worker``: a Celery worker on the ``inference`` queue."""
+"""``nesydet worker``: a Celery worker on the ``inference`` and ``exports`` queues."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from nesydet.broker import INFERENCE_TASK, QUEUE, make_celery
+from nesydet.broker import EXPORT_QUEUE, EXPORT_TASK, INFERENCE_TASK, QUEUE, make_celery
 from nesydet.config import Settings
 from nesydet.observability import metrics, worker_metrics
 from nesydet.pipeline import RulesError
 from nesydet.pipeline.reasoning.engine import check_version, installed_version
+from nesydet.services.registry.export import export_version
 from nesydet.tasks import runtime
 from nesydet.tasks.metrics_server import close_inherited_socket, start_metrics_server
 from nesydet.tasks.supervision import (
@@ -37,6 +38,17 @@ def register_tasks(app: Celery) -> None:
     def run_inference(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
         with task_trace(self):
             runtime.runtime().runner.run(job_id)
+
+    @app.task(name=EXPORT_TASK, acks_late=True, reject_on_worker_lost=True)
+    def export_model(version_id: int) -> None:
+        runner = runtime.runtime().runner
+        export_version(
+            version_id=version_id,
+            sessionmaker=runner.store.sessionmaker,
+            io=runner.io,
+            storage=runner.storage,
+            files=runner.assets,
+        )
 
 
 def create_worker_app(settings: Settings, *, concurrency: int, markers: Path) -> Celery:
@@ -71,7 +83,13 @@ def create_worker_app(settings: Settings, *, concurrency: int, markers: Path) ->
     return app
 
 
-def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | None) -> int:
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None,
+    loglevel: str | None,
+    queues: str = f"{QUEUE},{EXPORT_QUEUE}",
+) -> int:
     """Run a worker until it is stopped; returns its exit status (2: it cannot run jobs)."""
     try:
         # Checked before the pool forks, without loading Prolog here (children load it).
@@ -90,7 +108,7 @@ def run_worker(settings: Settings, *, concurrency: int | None, loglevel: str | N
     )
     argv = [
         "worker",
-        f"--queues={QUEUE}",
+        f"--queues={queues}",
         f"--concurrency={processes}",
         "--pool=prefork",
         f"--loglevel={(loglevel or settings.log_level).upper()}",

@@ -28,6 +28,7 @@ from nesydet.schemas.batch import (
 )
 from nesydet.schemas.common import error_responses
 from nesydet.services import batch as batch_service
+from nesydet.services import job_assets
 from nesydet.services import uploads as upload_service
 from nesydet.services.batch import BatchOutcome, BatchRequest, BatchServices
 from nesydet.services.idempotency import Replay
@@ -192,7 +193,7 @@ def _response(outcome: BatchOutcome) -> BatchUploadResponse | BatchJobResponse:
         return BatchUploadResponse(
             message=f"{upload.file_count} {noun} uploaded successfully", data=upload
         )
-    config = outcome.config.model_copy(update={"model_path": job.config["model_path"]})
+    config = job_assets.response_config(outcome.config, job)
     return BatchJobResponse(
         data=BatchJobData(
             job_id=job.id,

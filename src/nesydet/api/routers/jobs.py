@@ -33,7 +33,7 @@ from nesydet.schemas.jobs import (
     PredictRequest,
     PredictResponse,
 )
-from nesydet.services import idempotency, retention
+from nesydet.services import idempotency, job_assets, retention
 from nesydet.services import jobs as job_service
 from nesydet.services.job_events import status_events
 from nesydet.services.job_status import job_status_payload, list_item, status_url
@@ -147,7 +147,7 @@ async def predict(
         request=body,
         owner=principal.owner,
     )
-    config = body.config.model_copy(update={"model_path": job.config["model_path"]})
+    config = job_assets.response_config(body.config, job)
     hook = await webhooks.job_webhook(session=session, job_id=job.id) if body.webhook_url else None
     response = PredictResponse(
         data=PredictData(

@@ -15,12 +15,13 @@ import re
 import subprocess
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from nesydet.pipeline.errors import RulesError
-from nesydet.pipeline.paths import UnsafePathError, resolve_in_dir
+from nesydet.pipeline.paths import UnsafePathError, resolve_in_dirs
 from nesydet.pipeline.reasoning.driver import DRIVER, DRIVER_MODULE
 from nesydet.pipeline.reasoning.facts import prolog_atom
 from nesydet.pipeline.types import Action
@@ -153,6 +154,7 @@ class PrologReasoner:
         time_limit_s: Wall-clock limit for loading a file and for each job.
         max_rules_bytes: Larger rules files are refused before Prolog reads them.
         cache_size: Loaded rules files kept compiled, keyed by (path, mtime, size).
+        extra_dirs: Further folders names resolve in, after rules_dir.
     """
 
     def __init__(
@@ -162,8 +164,10 @@ class PrologReasoner:
         time_limit_s: float = 5.0,
         max_rules_bytes: int = 1_000_000,
         cache_size: int = 8,
+        extra_dirs: Sequence[Path] = (),
     ) -> None:
         self.rules_dir = Path(rules_dir)
+        self.rules_dirs = [self.rules_dir, *map(Path, extra_dirs)]
         self.time_limit_s = float(time_limit_s)
         self.max_rules_bytes = max_rules_bytes
         self.cache_size = cache_size
@@ -181,7 +185,7 @@ class PrologReasoner:
             RulesError: When the name escapes rules_dir or the file does not exist.
         """
         try:
-            return resolve_in_dir(self.rules_dir, rules_file, RULES_SUFFIXES)
+            return resolve_in_dirs(self.rules_dirs, rules_file, RULES_SUFFIXES)
         except UnsafePathError as exc:
             raise RulesError("invalid rules file", str(exc)) from exc
 

@@ -21,17 +21,23 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from nesydet.config import Settings
 from nesydet.db.base import utcnow
-from nesydet.db.models import JobFile
+from nesydet.db.models import Job, JobFile
 from nesydet.domain import JobStatus
 from nesydet.observability import metrics, tracing, worker_metrics
 from nesydet.pipeline import Pipeline, PipelineConfig, PipelineError, PipelineResult
 from nesydet.services.dispatch import Dispatcher
 from nesydet.services.processing.artefacts import read_image, store_artefacts
-from nesydet.services.processing.failures import JobFailure, JobLost, pipeline_failure
+from nesydet.services.processing.failures import (
+    JobFailure,
+    JobLost,
+    pipeline_failure,
+    storage_failure,
+)
 from nesydet.services.processing.io_loop import IoLoop
 from nesydet.services.processing.retry import RetryAt, next_step
 from nesydet.services.processing.saver import BackgroundSaver
 from nesydet.services.processing.store import Claim, JobStore, estimate_finish
+from nesydet.services.registry.files import AssetFetchError, AssetFiles, pipeline_dict
 from nesydet.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ class JobRunner:
         self.dispatcher = dispatcher
         self.saver = saver
         self.on_claim = on_claim
+        self.assets = AssetFiles(storage, settings.asset_cache_root, settings.onnx_cache_dir)
 
     def run(self, job_id: str) -> None:
         """Process a job to its end (or hand it back for a retry); never raises for job errors.
@@ -138,7 +145,7 @@ class JobRunner:
 
     def _process(self, claim: Claim) -> None:
         job = claim.job
-        config = self._pipeline_config(job.config)
+        config = self._pipeline_config(job)
         pending = [f for f in job.files if f.status != "done"]
         done_before = job.file_count - len(pending)
         self._log(claim, "info", "Loading model", model=job.model_name)
@@ -163,10 +170,13 @@ class JobRunner:
             raise
         self._finish(claim)
 
-    @staticmethod
-    def _pipeline_config(config: dict[str, Any]) -> PipelineConfig:
+    def _pipeline_config(self, job: Job) -> PipelineConfig:
         try:
-            return PipelineConfig.from_dict(config)
+            data = pipeline_dict(job.config, job.model_ref, job.rules_ref, self.assets)
+        except AssetFetchError as exc:  # storage may be back on the next attempt
+            raise storage_failure("Could not fetch the job's model or rules", exc) from exc
+        try:
+            return PipelineConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise JobFailure(
                 "INVALID_CONFIG", "Invalid job configuration", str(exc), retryable=False
@@ -208,9 +218,10 @@ class JobRunner:
         """Store one image's artefacts, then its results (runs on the saving thread)."""
         keys = store_artefacts(self.storage, claim.job_id, job_file.file_id, result)
         self.io.run(self.store.save_file(claim, job_file, result, keys, processed=processed))
-        worker_metrics.MODEL_INFERENCE_TIME.labels(model=result.model_name).observe(
-            result.timings.get("inference", 0.0)
-        )
+        job = claim.job
+        worker_metrics.MODEL_INFERENCE_TIME.labels(
+            model=job.model_name, version=job.model_version or ""
+        ).observe(result.timings.get("inference", 0.0))
         for stage, seconds in result.timings.items():
             worker_metrics.PIPELINE_STAGE_TIME.labels(stage=stage).observe(seconds)
         for det in result.detections:

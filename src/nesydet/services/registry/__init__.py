@@ -1,0 +1,1 @@
+"""The model and rules registry: register, read, change and resolve versioned assets."""
