@@ -66,10 +66,11 @@ class PoolWatch(threading.Thread):
         self.on_dead = on_dead
         self.failed_in_a_row = 0
         self._seen_ready: set[int] = set()
-        self._stop = threading.Event()
+        # Not `_stop`: that is a method of Thread, which a fork calls in the child.
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             try:
                 self.check()
             except Exception:  # the watch must not die of a surprise; report it and go on
@@ -112,7 +113,7 @@ class PoolWatch(threading.Thread):
 
     def stop(self) -> None:
         """End the watch and remove the markers."""
-        self._stop.set()
+        self._halt.set()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
