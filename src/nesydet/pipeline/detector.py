@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,26 @@ def round_to_stride(size: int) -> int:
     return max(STRIDE, -(-int(size) // STRIDE) * STRIDE)
 
 
+def letterboxed(
+    images: Sequence[npt.NDArray[np.uint8]], imgsz: ImageSize, stride: int
+) -> list[npt.NDArray[np.uint8]]:
+    """Returns the images as ultralytics' predictor feeds them: letterboxed to the stride
+    when all shapes agree, else to the full size; unchanged when each already has the input
+    size (SAHI slices). Its letterbox (resize, grey padding) commutes with the BGR flip the
+    predictor makes around it, so RGB goes in as it is."""
+    size = (
+        (round_to_stride(imgsz[0]), round_to_stride(imgsz[1]))
+        if isinstance(imgsz, tuple)
+        else (round_to_stride(imgsz),) * 2
+    )
+    if all(im.shape[:2] == size for im in images):
+        return list(images)
+    augment: Any = importlib.import_module("ultralytics.data.augment")
+    same = len({im.shape for im in images}) == 1
+    letterbox = augment.LetterBox(list(size), auto=same, stride=stride)
+    return [letterbox(image=im) for im in images]
+
+
 def resolve_device(device: str) -> str:
     """Returns the torch device to use: "auto" is CUDA when available, else CPU."""
     if device != "auto":
@@ -102,7 +123,31 @@ def _offline_ultralytics() -> Any:
     return ultralytics
 
 
-class UltralyticsDetector:
+class ModelInfo:
+    """What every adapter reports of its model, from ``_names``, ``_task`` and ``_imgsz``
+    set by its constructor."""
+
+    _names: Mapping[int, str]
+    _task: Task
+    _imgsz: int
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        """Returns the class names by class id."""
+        return self._names
+
+    @property
+    def task(self) -> Task:
+        """Returns the model task, "detect" or "obb"."""
+        return self._task
+
+    @property
+    def imgsz(self) -> int:
+        """Returns the training input size."""
+        return self._imgsz
+
+
+class UltralyticsDetector(ModelInfo):
     """Ultralytics YOLO (detect or OBB; .pt or .onnx) as a `Detector`.
 
     Loads eagerly in the constructor. Predictions are serialised with a lock because the
@@ -156,21 +201,6 @@ class UltralyticsDetector:
         imgsz = _onnx_imgsz(path) if path.suffix == ".onnx" else model.overrides.get("imgsz")
         imgsz = imgsz or 640
         self._imgsz = int(max(imgsz) if isinstance(imgsz, list | tuple) else imgsz)
-
-    @property
-    def names(self) -> Mapping[int, str]:
-        """Returns the class names by class id."""
-        return self._names
-
-    @property
-    def task(self) -> Task:
-        """Returns the model task, "detect" or "obb"."""
-        return self._task
-
-    @property
-    def imgsz(self) -> int:
-        """Returns the training input size."""
-        return self._imgsz
 
     @property
     def backend(self) -> str:

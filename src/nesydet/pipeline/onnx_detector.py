@@ -17,7 +17,7 @@ import ast
 import importlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nesydet.pipeline import rotated_nms
-from nesydet.pipeline.detector import ImageSize, Task, round_to_stride
+from nesydet.pipeline.detector import ImageSize, ModelInfo, Task, letterboxed
 from nesydet.pipeline.errors import InferenceError, ModelLoadError
 from nesydet.pipeline.types import RawDetections
 
@@ -38,7 +38,7 @@ class UnsupportedOnnxError(ModelLoadError):
     detect or OBB); ultralytics' own ONNX path may."""
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeDetector(ModelInfo):
     """An ultralytics ONNX export (dynamic axes) on onnxruntime, as a `Detector`.
 
     Args:
@@ -104,21 +104,6 @@ class OnnxRuntimeDetector:
         self._input = self._session.get_inputs()[0].name
 
     @property
-    def names(self) -> Mapping[int, str]:
-        """Returns the class names by class id."""
-        return self._names
-
-    @property
-    def task(self) -> Task:
-        """Returns the model task, "detect" or "obb"."""
-        return self._task
-
-    @property
-    def imgsz(self) -> int:
-        """Returns the training input size."""
-        return self._imgsz
-
-    @property
     def backend(self) -> str:
         """Returns "onnxruntime" or "onnxruntime-cuda" (what the session really runs on)."""
         cuda = self._session.get_providers()[0] == "CUDAExecutionProvider"
@@ -181,18 +166,7 @@ class OnnxRuntimeDetector:
         self, images: Sequence[npt.NDArray[np.uint8]], imgsz: ImageSize
     ) -> npt.NDArray[np.float32]:
         """Returns the batch as the network takes it: letterboxed, NCHW, RGB in [0, 1]."""
-        augment: Any = importlib.import_module("ultralytics.data.augment")
-        size = (
-            [round_to_stride(imgsz[0]), round_to_stride(imgsz[1])]
-            if isinstance(imgsz, tuple)
-            else [round_to_stride(imgsz)] * 2
-        )
-        # As ultralytics' predictor: letterbox to the stride when all shapes agree, else to
-        # the full size. Its letterbox (resize, grey padding) commutes with the BGR flip it
-        # makes around it, so RGB goes in as it is.
-        same = len({im.shape for im in images}) == 1
-        letterbox = augment.LetterBox(size, auto=same, stride=self.stride)
-        boxed = [letterbox(image=im) for im in images]
+        boxed = letterboxed(images, imgsz, self.stride)
         x = np.empty((len(boxed), 3, *boxed[0].shape[:2]), dtype=np.float32)
         for k, im in enumerate(boxed):
             # One pass per image: uint8 to float32, then / 255 in float32 (ultralytics' div_)

@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from nesydet.pipeline.detector import ImageSize, Task, UltralyticsDetector, round_to_stride
+from nesydet.pipeline.detector import (
+    ImageSize,
+    ModelInfo,
+    Task,
+    UltralyticsDetector,
+    letterboxed,
+)
 from nesydet.pipeline.errors import InferenceError
 from nesydet.pipeline.onnx_detector import MAX_DET, _raw
 from nesydet.pipeline.types import RawDetections
 
 
-class TorchBatchDetector:
+class TorchBatchDetector(ModelInfo):
     """A YOLO ``.pt`` (detect or OBB) as a `Detector` whose batches stay on the device.
 
     Args:
@@ -57,21 +63,6 @@ class TorchBatchDetector:
         self._lock = threading.Lock()
 
     @property
-    def names(self) -> Mapping[int, str]:
-        """Returns the class names by class id."""
-        return self._names
-
-    @property
-    def task(self) -> Task:
-        """Returns the model task, "detect" or "obb"."""
-        return self._task
-
-    @property
-    def imgsz(self) -> int:
-        """Returns the training input size."""
-        return self._imgsz
-
-    @property
     def backend(self) -> str:
         """Returns "torch-batch-half" or "torch-batch"."""
         return "torch-batch-half" if self.half else "torch-batch"
@@ -88,7 +79,7 @@ class TorchBatchDetector:
             return []
         import torch
 
-        batch = self._letterboxed(images, imgsz)
+        batch = np.stack(letterboxed(images, imgsz, self.stride))
         nms: Any = importlib.import_module("ultralytics.utils.nms")
         oriented = self._task == "obb"
         with self._lock, torch.inference_mode():
@@ -111,20 +102,3 @@ class TorchBatchDetector:
             _raw(pred, shape, im.shape, oriented=oriented)
             for pred, im in zip(rows, images, strict=True)
         ]
-
-    def _letterboxed(
-        self, images: Sequence[npt.NDArray[np.uint8]], imgsz: ImageSize
-    ) -> npt.NDArray[np.uint8]:
-        """Returns the batch as NHWC uint8: stacked as they are when every image already
-        has the network's input shape (SAHI slices), else letterboxed as the predictor does."""
-        size = (
-            (round_to_stride(imgsz[0]), round_to_stride(imgsz[1]))
-            if isinstance(imgsz, tuple)
-            else (round_to_stride(imgsz),) * 2
-        )
-        if all(im.shape[:2] == size for im in images):
-            return np.stack(images)
-        augment: Any = importlib.import_module("ultralytics.data.augment")
-        same = len({im.shape for im in images}) == 1
-        letterbox = augment.LetterBox(list(size), auto=same, stride=self.stride)
-        return np.stack([letterbox(image=im) for im in images])

@@ -28,6 +28,7 @@ from nesydet.services.processing.io_loop import IoLoop
 from nesydet.services.processing.runner import JobRunner
 from nesydet.services.processing.saver import BackgroundSaver
 from nesydet.services.processing.store import JobStore
+from nesydet.services.registry.files import kind_dir
 from nesydet.services.status_cache import StatusCache, make_status_cache
 from nesydet.services.webhooks.outbox import WebhookOutbox
 from nesydet.storage import create_storage
@@ -82,8 +83,8 @@ def start_runtime(settings: Settings, celery: Celery, *, concurrency: int) -> Wo
         backend=settings.inference_backend,
         onnx_cache_dir=settings.onnx_cache_dir,
         cpu_threads=settings.worker_cpu_threads(concurrency),
-        extra_models_dir=settings.asset_cache_root / "model",
-        extra_rules_dir=settings.asset_cache_root / "rules",
+        extra_models_dir=kind_dir(settings.asset_cache_root, "model"),
+        extra_rules_dir=kind_dir(settings.asset_cache_root, "rules"),
         model_cache_mb=settings.model_cache_mb or None,
         **detector_factory(settings),
     )

@@ -17,6 +17,12 @@ from nesydet.pipeline.onnx_export import export_path
 from nesydet.storage import Storage, StorageFailure
 
 
+def kind_dir(root: Path, kind: str) -> Path:
+    """Return the folder of a kind's fetched files under a host's cache (the pipeline
+    resolves names in it too)."""
+    return Path(root) / kind
+
+
 class AssetFetchError(Exception):
     """A registered file cannot be fetched from storage, or its content is not its sha256."""
 
@@ -39,11 +45,11 @@ class AssetFiles:
 
     def model_dir(self) -> Path:
         """Return the folder of fetched models (the pipeline resolves names in it)."""
-        return self.root / "model"
+        return kind_dir(self.root, "model")
 
     def rules_dir(self) -> Path:
         """Return the folder of fetched rules files."""
-        return self.root / "rules"
+        return kind_dir(self.root, "rules")
 
     def local_name(self, kind: str, ref: dict[str, Any]) -> str:
         """Return the file name a ref is kept under: its sha256, task (ultralytics reads

@@ -20,6 +20,7 @@ from typing import Any
 
 from nesydet.errors_assets import INVALID
 from nesydet.pipeline.inspect_asset import MARKER
+from nesydet.services.image_inspect import limit_memory
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ OUTPUT_LIMIT = 1024 * 1024  # the child's output kept: its result line and some 
 
 def _limits(memory_mb: int, cpu_s: int) -> Callable[[], None]:
     def apply() -> None:  # runs in the child, between fork and exec
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
+        limit_memory(memory_mb * 1024 * 1024)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.setsid()  # its own process group: a timeout kills what it started too

@@ -7,7 +7,6 @@ is hashed, and named by its registered version when one has the same content.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ from nesydet.asset_names import Kind, parse_ref, pick_version
 from nesydet.db.models import AssetVersion
 from nesydet.db.repositories import assets as repo
 from nesydet.errors import InvalidConfig, NotFound
+from nesydet.pipeline.onnx_export import sha256_of
 from nesydet.services.registry.catalogue import get_asset, get_version
 
-_CHUNK = 1024 * 1024
 _hashes: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
@@ -49,13 +48,10 @@ def file_sha256(path: Path) -> str:
         cached = _hashes.get(key)
     if cached is not None:
         return cached
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
+    digest = sha256_of(path)
     with _hash_lock:
-        _hashes[key] = digest.hexdigest()
-    return digest.hexdigest()
+        _hashes[key] = digest
+    return digest
 
 
 async def registered(
