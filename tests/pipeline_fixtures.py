@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from nesydet.pipeline.detector import ImageSize, Task
+from nesydet.pipeline.detector import ImageSize, ModelInfo, Task
 from nesydet.pipeline.types import Detection, RawDetections, ReasoningTrace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def rotated_rect(
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
 
 
-class FakeDetector:
+class FakeDetector(ModelInfo):
     """A `Detector` that reports marker-coloured blobs (axis-aligned or oriented)."""
 
     def __init__(
@@ -60,18 +60,6 @@ class FakeDetector:
         self._names = dict(names or FAKE_NAMES)
         self._imgsz = imgsz
         self.calls: list[int] = []  # batch sizes, for assertions on batching
-
-    @property
-    def names(self) -> Mapping[int, str]:
-        return self._names
-
-    @property
-    def task(self) -> Task:
-        return self._task
-
-    @property
-    def imgsz(self) -> int:
-        return self._imgsz
 
     def predict_batch(
         self, images: Sequence[npt.NDArray[np.uint8]], conf: float, *, iou: float, imgsz: ImageSize
