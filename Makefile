@@ -157,6 +157,7 @@ bench: system-test install  ## run the benchmarks in bench/
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.download
 	$(BIN)/python -m bench.sahi_compare
+	$(BIN)/python -m bench.int8
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.gpu
 
