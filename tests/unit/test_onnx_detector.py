@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nesydet.pipeline.onnx_detector import OnnxRuntimeDetector, _raw
+from nesydet.pipeline.onnx_detector import OnnxRuntimeDetector, raw_from_rows
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_raw_scales_oriented_rows_back_to_the_image() -> None:
     # A 320 x 320 image letterboxed to 640 x 640 is doubled with no padding: a row at
     # (200, 100) in the network input is at (100, 50) in the image.
     pred = np.array([[200.0, 100.0, 40.0, 20.0, 0.9, 2.0, 0.0]], dtype=np.float32)
-    raw = _raw(pred, (640, 640), (320, 320, 3), oriented=True)
+    raw = raw_from_rows(pred, (640, 640), (320, 320, 3), oriented=True)
     assert raw.obb is not None
     assert np.allclose(raw.obb, [[100, 50, 20, 10, 0]])
     assert np.allclose(raw.boxes, [[90, 45, 110, 55]])
@@ -47,13 +47,13 @@ def test_raw_scales_oriented_rows_back_to_the_image() -> None:
 
 def test_raw_axis_aligned_rows_are_clipped() -> None:
     pred = np.array([[-10.0, 5.0, 700.0, 60.0, 0.5, 1.0]], dtype=np.float32)
-    raw = _raw(pred, (640, 640), (640, 640, 3), oriented=False)
+    raw = raw_from_rows(pred, (640, 640), (640, 640, 3), oriented=False)
     assert raw.obb is None
     assert np.allclose(raw.boxes, [[0, 5, 640, 60]])
 
 
 def test_raw_of_nothing_is_empty() -> None:
-    raw = _raw(np.zeros((0, 7), np.float32), (640, 640), (640, 640, 3), oriented=True)
+    raw = raw_from_rows(np.zeros((0, 7), np.float32), (640, 640), (640, 640, 3), oriented=True)
     assert len(raw) == 0
     assert raw.obb is not None
 

@@ -129,7 +129,7 @@ def test_a_registered_file_is_fetched_once_and_checked(tmp_path: Path) -> None:
     files, ref = fetched(tmp_path, b"weights")
     name = files.fetch("model", ref)
     assert name == f"{ref['sha256']}-obb.pt"
-    assert (files.model_dir() / name).read_bytes() == b"weights"
+    assert (files.folder("model") / name).read_bytes() == b"weights"
     config = {"model": "roads@1", "model_path": None, "symbolic_reasoning": {"enabled": True,
               "rules_file": "dota.pl", "rules": None}}  # fmt: skip
     out = pipeline_dict(config, ref, None, files)
@@ -142,4 +142,4 @@ def test_a_file_whose_content_changed_in_storage_is_refused(tmp_path: Path) -> N
     files.storage.put_bytes(ref["storage_key"], b"tampered")
     with pytest.raises(AssetFetchError, match="sha256"):
         files.fetch("model", ref)
-    assert list(files.model_dir().iterdir()) == []
+    assert list(files.folder("model").iterdir()) == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -123,6 +124,19 @@ def _offline_ultralytics() -> Any:
     return ultralytics
 
 
+MAX_DET = 2000  # boxes kept per image by every adapter's NMS (ultralytics' default is 300)
+
+
+@contextmanager
+def inference_failure() -> Iterator[None]:
+    """Re-raises whatever the runtime raises inside as `InferenceError`: torch, CUDA and
+    onnxruntime's pybind layer raise many unrelated types on bad input or lack of memory."""
+    try:
+        yield
+    except Exception as exc:
+        raise InferenceError("model inference failed", f"{type(exc).__name__}: {exc}") from exc
+
+
 class ModelInfo:
     """What every adapter reports of its model, from ``_names``, ``_task`` and ``_imgsz``
     set by its constructor."""
@@ -228,21 +242,18 @@ class UltralyticsDetector(ModelInfo):
         bgr = [np.ascontiguousarray(img[:, :, ::-1]) for img in images]
         with self._lock:
             try:
-                results = self._model.predict(
-                    bgr,
-                    imgsz=size,
-                    conf=conf,
-                    iou=iou,
-                    device=self.device,
-                    verbose=False,
-                    max_det=2000,
-                    # ultralytics warns on every call that names `half`: only name it when on
-                    **({"half": True} if self.half else {}),
-                )
-            except Exception as exc:  # torch raises arbitrary types on bad input / OOM
-                raise InferenceError(
-                    "model inference failed", f"{type(exc).__name__}: {exc}"
-                ) from exc
+                with inference_failure():
+                    results = self._model.predict(
+                        bgr,
+                        imgsz=size,
+                        conf=conf,
+                        iou=iou,
+                        device=self.device,
+                        verbose=False,
+                        max_det=MAX_DET,
+                        # ultralytics warns on every call that names `half`: only name it when on
+                        **({"half": True} if self.half else {}),
+                    )
             finally:
                 predictor = getattr(self._model, "predictor", None)
                 if predictor is not None:  # drop references to the last batch (memory)

@@ -25,11 +25,17 @@ import numpy as np
 import numpy.typing as npt
 
 from nesydet.pipeline import rotated_nms
-from nesydet.pipeline.detector import ImageSize, ModelInfo, Task, letterboxed
-from nesydet.pipeline.errors import InferenceError, ModelLoadError
+from nesydet.pipeline.detector import (
+    MAX_DET,
+    ImageSize,
+    ModelInfo,
+    Task,
+    inference_failure,
+    letterboxed,
+)
+from nesydet.pipeline.errors import ModelLoadError
 from nesydet.pipeline.types import RawDetections
 
-MAX_DET = 2000  # as UltralyticsDetector
 F32 = npt.NDArray[np.float32]
 
 
@@ -120,13 +126,8 @@ class OnnxRuntimeDetector(ModelInfo):
         if not images:
             return []
         x = self._preprocess(images, imgsz)
-        with self._lock:
-            try:
-                out = self._forward(x)
-            except Exception as exc:  # onnxruntime raises its own pybind types
-                raise InferenceError(
-                    "model inference failed", f"{type(exc).__name__}: {exc}"
-                ) from exc
+        with self._lock, inference_failure():
+            out = self._forward(x)
         oriented = self._task == "obb"
         preds = (
             rotated_nms.non_max_suppression(out, conf, iou, nc=len(self._names), max_det=MAX_DET)
@@ -135,7 +136,7 @@ class OnnxRuntimeDetector(ModelInfo):
         )
         shape = x.shape[2:]
         return [
-            _raw(pred, shape, im.shape, oriented=oriented)
+            raw_from_rows(pred, shape, im.shape, oriented=oriented)
             for pred, im in zip(preds, images, strict=True)
         ]
 
@@ -184,7 +185,7 @@ def _axis_aligned_nms(out: npt.NDArray[np.float32], conf: float, iou: float) -> 
     return [p.numpy() for p in preds]
 
 
-def _raw(
+def raw_from_rows(
     pred: F32, shape: tuple[int, ...], orig_shape: tuple[int, ...], *, oriented: bool
 ) -> RawDetections:
     """Returns one image's NMS output scaled back to its pixels, as ultralytics' predictors

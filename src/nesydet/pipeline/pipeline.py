@@ -211,8 +211,8 @@ class Pipeline:
         if self.cpu_threads:
             set_cpu_threads(self.cpu_threads)
         reasoning = cfg.symbolic_reasoning
-        if reasoning.enabled:
-            self.reasoner.load(reasoning.rules_file)  # fail fast, before inference
+        # Loads the rules (failing fast, before inference) and says which facts they read.
+        wanted = self.reasoner.facts_used(reasoning.rules_file) if reasoning.enabled else None
         timings: dict[str, float] = {}
         parts: dict[str, float] = {}
 
@@ -222,7 +222,7 @@ class Pipeline:
         with _stage(timings, "nms", notify, STAGE_NMS):
             cands = self._merge(raw, truncated, source, cfg, (w, h), sliced=n_slices > 1)
         with _stage(timings, "reasoning", notify, STAGE_REASONING if reasoning.enabled else None):
-            kept, dropped = self._decide(det, cands, cfg, arr, parts)
+            kept, dropped = self._decide(det, cands, cfg, arr, parts, wanted)
         with _stage(timings, "visualization", notify, None):
             annotated, thumb = _draw(image, arr, kept, dropped, cfg, notify)
 
@@ -327,6 +327,7 @@ class Pipeline:
         cfg: PipelineConfig,
         arr: npt.NDArray[np.uint8],
         parts: dict[str, float],
+        wanted: frozenset[str] | None,
     ) -> tuple[list[Detection], list[Detection]]:
         size = (arr.shape[1], arr.shape[0])
         names = det.names
@@ -334,9 +335,8 @@ class Pipeline:
         n = len(c.raw)
         class_names = [names.get(int(k), str(int(k))) for k in c.raw.classes]
         reasoning = cfg.symbolic_reasoning
-        if not reasoning.enabled or n == 0:
+        if wanted is None or n == 0:
             return unreasoned(c, class_names, thr), []
-        wanted = self.reasoner.facts_used(reasoning.rules_file)
         ctx = None
         t0 = time.perf_counter()
         if wanted & CONTEXT_FACTS:

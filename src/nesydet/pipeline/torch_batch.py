@@ -20,14 +20,15 @@ import numpy as np
 import numpy.typing as npt
 
 from nesydet.pipeline.detector import (
+    MAX_DET,
     ImageSize,
     ModelInfo,
     Task,
     UltralyticsDetector,
+    inference_failure,
     letterboxed,
 )
-from nesydet.pipeline.errors import InferenceError
-from nesydet.pipeline.onnx_detector import MAX_DET, _raw
+from nesydet.pipeline.onnx_detector import raw_from_rows
 from nesydet.pipeline.types import RawDetections
 
 
@@ -82,23 +83,18 @@ class TorchBatchDetector(ModelInfo):
         batch = np.stack(letterboxed(images, imgsz, self.stride))
         nms: Any = importlib.import_module("ultralytics.utils.nms")
         oriented = self._task == "obb"
-        with self._lock, torch.inference_mode():
-            try:
-                x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-                x = x.permute(0, 3, 1, 2).to(self._dtype).div_(255)
-                out = self._net(x)
-                out = out[0] if isinstance(out, list | tuple) else out
-                preds = nms.non_max_suppression(
-                    out.float(), conf, iou, None, False, max_det=MAX_DET,
-                    nc=len(self._names), rotated=oriented,
-                )  # fmt: skip
-                rows = [p.cpu().numpy() for p in preds]
-            except Exception as exc:  # CUDA and torch raise many unrelated types
-                raise InferenceError(
-                    "model inference failed", f"{type(exc).__name__}: {exc}"
-                ) from exc
+        with self._lock, torch.inference_mode(), inference_failure():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).to(self._dtype).div_(255)
+            out = self._net(x)
+            out = out[0] if isinstance(out, list | tuple) else out
+            preds = nms.non_max_suppression(
+                out.float(), conf, iou, None, False, max_det=MAX_DET,
+                nc=len(self._names), rotated=oriented,
+            )  # fmt: skip
+            rows = [p.cpu().numpy() for p in preds]
         shape = batch.shape[1:3]
         return [
-            _raw(pred, shape, im.shape, oriented=oriented)
+            raw_from_rows(pred, shape, im.shape, oriented=oriented)
             for pred, im in zip(rows, images, strict=True)
         ]

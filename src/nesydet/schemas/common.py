@@ -106,6 +106,22 @@ def error_example(
     return body
 
 
+def multipart_body(
+    properties: dict[str, dict[str, Any]],
+    required: list[str],
+    encoding: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Return an ``openapi_extra`` that documents a multipart/form-data request body (the
+    routes read their bodies as streams, so FastAPI cannot derive it); `encoding` gives a
+    field's content types."""
+    media: dict[str, Any] = {
+        "schema": {"type": "object", "required": required, "properties": properties}
+    }
+    if encoding:
+        media["encoding"] = {k: {"contentType": v} for k, v in encoding.items()}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": media}}}
+
+
 def error_responses(*examples: tuple[int, str, str, str | None]) -> dict[int | str, dict[str, Any]]:
     """Return FastAPI ``responses`` entries: per status, the envelope model and named examples."""
     out: dict[int | str, dict[str, Any]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nesydet.schemas.common import multipart_body
 from nesydet.schemas.registry import SHA_EXAMPLE
 
 _WHEN = "2026-11-30T10:00:00.000Z"
@@ -98,24 +99,14 @@ UPLOAD_BODIES: dict[str, dict[str, Any]] = {
                 else ""
             )
         ),
-        "body": {
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file", "name"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "name": {"type": "string", "example": _VERSION[kind]["name"]},
-                                "version": {"type": "string", "example": "2"},
-                            },
-                        }
-                    }
-                },
-            }
-        },
+        "body": multipart_body(
+            {
+                "file": {"type": "string", "format": "binary"},
+                "name": {"type": "string", "example": _VERSION[kind]["name"]},
+                "version": {"type": "string", "example": "2"},
+            },
+            ["file", "name"],
+        ),
     }
     for kind in _VERSION
 }

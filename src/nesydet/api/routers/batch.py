@@ -26,7 +26,7 @@ from nesydet.schemas.batch import (
     BatchUploadData,
     BatchUploadResponse,
 )
-from nesydet.schemas.common import error_responses
+from nesydet.schemas.common import error_responses, multipart_body
 from nesydet.services import batch as batch_service
 from nesydet.services import job_assets
 from nesydet.services import uploads as upload_service
@@ -36,37 +36,24 @@ from nesydet.services.job_status import status_url
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["archive"],
-                    "properties": {
-                        "archive": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "one ZIP archive of JPEG, PNG and TIFF images, in "
-                            "folders if you like; each image is checked as an upload's is",
-                        },
-                        "config": {
-                            "type": "string",
-                            "description": "optional: the predict body's `config` as JSON; "
-                            "with it a job over every image starts at once (202)",
-                            "example": '{"confidence_threshold": 0.3}',
-                        },
-                    },
-                },
-                "encoding": {
-                    "archive": {"contentType": "application/zip"},
-                    "config": {"contentType": "application/json, text/plain"},
-                },
-            }
+_BODY = multipart_body(
+    {
+        "archive": {
+            "type": "string",
+            "format": "binary",
+            "description": "one ZIP archive of JPEG, PNG and TIFF images, in "
+            "folders if you like; each image is checked as an upload's is",
         },
-    }
-}
+        "config": {
+            "type": "string",
+            "description": "optional: the predict body's `config` as JSON; "
+            "with it a job over every image starts at once (202)",
+            "example": '{"confidence_threshold": 0.3}',
+        },
+    },
+    ["archive"],
+    {"archive": "application/zip", "config": "application/json, text/plain"},
+)
 
 _ERRORS = error_responses(
     (400, "NO_FILES", "No archive in the multipart field 'archive'", "send one ZIP archive"),

@@ -9,7 +9,7 @@ from nesydet.api.auth import ReaderDep, WriterDep
 from nesydet.api.deps import CheckerDep, IdempotencyDep, SessionDep, SettingsDep, StorageDep
 from nesydet.api.params import UploadIdPath
 from nesydet.api.responses import remembered, replay_response
-from nesydet.schemas.common import error_responses
+from nesydet.schemas.common import error_responses, multipart_body
 from nesydet.schemas.uploads import UPLOAD_EXAMPLE, UploadResponse
 from nesydet.services import retention
 from nesydet.services import uploads as upload_service
@@ -17,27 +17,17 @@ from nesydet.services.idempotency import Replay
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
 
-_MULTIPART_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "1 to 100 images (JPEG, PNG, TIFF), 50 MB each at most",
-                        }
-                    },
-                },
-                "encoding": {"files": {"contentType": "image/jpeg, image/png, image/tiff"}},
-            }
-        },
-    }
-}
+_MULTIPART_BODY = multipart_body(
+    {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "1 to 100 images (JPEG, PNG, TIFF), 50 MB each at most",
+        }
+    },
+    ["files"],
+    {"files": "image/jpeg, image/png, image/tiff"},
+)
 
 _UPLOAD_ERRORS = error_responses(
     (

@@ -65,7 +65,7 @@ def export_version(
     if row is None or row.format != "pt" or (row.export or {}).get("status") == "ready":
         return "skipped"
     try:
-        local = files.model_dir() / files.fetch("model", version_ref(row))
+        local = files.folder("model") / files.fetch("model", version_ref(row))
         with tempfile.TemporaryDirectory(prefix="nesydet-export-") as tmp:
             onnx, probe = make_export(local, Path(tmp))
             sha, size = sha256_of(onnx), onnx.stat().st_size

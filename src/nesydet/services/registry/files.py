@@ -43,15 +43,12 @@ class AssetFiles:
         self.onnx_cache_dir = onnx_cache_dir
         self._lock = threading.Lock()
 
-    def model_dir(self) -> Path:
-        """Return the folder of fetched models (the pipeline resolves names in it)."""
-        return kind_dir(self.root, "model")
+    def folder(self, kind: str) -> Path:
+        """Return the folder of a kind's fetched files (the pipeline resolves names in it)."""
+        return kind_dir(self.root, kind)
 
-    def rules_dir(self) -> Path:
-        """Return the folder of fetched rules files."""
-        return kind_dir(self.root, "rules")
-
-    def local_name(self, kind: str, ref: dict[str, Any]) -> str:
+    @staticmethod
+    def local_name(ref: dict[str, Any]) -> str:
         """Return the file name a ref is kept under: its sha256, task (ultralytics reads
         "obb" in a file name as a hint) and format."""
         task = f"-{ref['task']}" if ref.get("task") else ""
@@ -64,9 +61,8 @@ class AssetFiles:
         Raises:
             AssetFetchError: Storage fails, or the bytes are not the recorded sha256.
         """
-        folder = self.model_dir() if kind == "model" else self.rules_dir()
-        name = self.local_name(kind, ref)
-        path = folder / name
+        name = self.local_name(ref)
+        path = self.folder(kind) / name
         with self._lock:
             if not path.is_file():
                 self._copy(ref["storage_key"], ref["sha256"], path)
