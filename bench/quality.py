@@ -135,14 +135,16 @@ def border_duplicates(
     w: int,
     h: int,
     sources: npt.NDArray[np.int64] | None = None,
-) -> tuple[int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """Returns (ground-truth objects cut by a slice edge, how many were found, found twice or
-    more, found twice or more by boxes of one slice only).
+    more, found twice or more by boxes of one slice only, objects cut by no slice edge, of
+    those found twice or more).
 
     A prediction "covers" an object when it has its class and IoU >= 0.3 or lies >= 60 %
     inside it (a truncated partial box). `sources` (the slice of each prediction) tells the
     model's own double boxes, made inside one slice, from duplicates made by slicing; without
-    it the last count is 0.
+    it the fourth count is 0. The last two give the rate of the model's double boxes where
+    slicing plays no part, the floor under the rate on cut objects.
     """
     gp = gt.polygons * np.array([w, h])
     pp = pred.polygons * np.array([w, h])
@@ -156,30 +158,50 @@ def border_duplicates(
             & geo.edge_truncated(env, win, w, h, tol=0.0)
             & ~((env[:, 0] >= x0) & (env[:, 2] <= x1) & (env[:, 1] >= y0) & (env[:, 3] <= y1))
         )
-    idx = np.nonzero(cut)[0]
-    if len(idx) == 0 or len(pp) == 0:
-        return len(idx), 0, 0, 0
-    boxes = np.concatenate([env[idx], geo.polygon_envelopes(pp)])
-    i, j = geo.candidate_pairs(boxes)
-    n = len(idx)
-    a, b = np.where(i < n, i, j), np.where(i < n, j, i)
-    ok = (a < n) & (b >= n)
-    a, b = a[ok], b[ok] - n
-    same = gt.classes[idx[a]] == pred.classes[b]
-    a, b = a[same], b[same]
-    inter = geo.polygon_intersections(gp[idx[a]], pp[b])
-    ga, pa = geo.polygon_areas(gp[idx[a]]), geo.polygon_areas(pp[b])
-    iou = geo.iou_from_parts(inter, ga, pa)
-    inside = np.divide(inter, pa, out=np.zeros_like(inter), where=pa > 0)
-    hit = (iou >= 0.3) | (inside >= 0.6)
-    cover = Counter(a[hit].tolist())
+    n, n_whole = int(cut.sum()), int((~cut).sum())
+    if len(gp) == 0 or len(pp) == 0:
+        return n, 0, 0, 0, n_whole, 0
+    a, b = _covering_pairs(gp, gt.classes, pp, pred.classes)
+    cover = Counter(a.tolist())
+    twice = {o for o, c in cover.items() if c >= 2}
     one_slice = 0
     if sources is not None:
         slices: dict[int, set[int]] = {}
-        for obj, box in zip(a[hit].tolist(), b[hit].tolist(), strict=True):
+        for obj, box in zip(a.tolist(), b.tolist(), strict=True):
             slices.setdefault(obj, set()).add(int(sources[box]))
-        one_slice = sum(1 for o, c in cover.items() if c >= 2 and len(slices[o]) == 1)
-    return n, len(cover), sum(1 for c in cover.values() if c >= 2), one_slice
+        one_slice = sum(1 for o in twice if cut[o] and len(slices[o]) == 1)
+    found = sum(1 for o in cover if cut[o])
+    return (
+        n,
+        found,
+        sum(1 for o in twice if cut[o]),
+        one_slice,
+        n_whole,
+        sum(1 for o in twice if not cut[o]),
+    )
+
+
+def _covering_pairs(
+    gp: npt.NDArray[np.float64],
+    g_cls: npt.NDArray[np.int64],
+    pp: npt.NDArray[np.float64],
+    p_cls: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Returns (object, prediction) index pairs where the prediction covers the object."""
+    n = len(gp)
+    boxes = np.concatenate([geo.polygon_envelopes(gp), geo.polygon_envelopes(pp)])
+    i, j = geo.candidate_pairs(boxes)
+    a, b = np.where(i < n, i, j), np.where(i < n, j, i)
+    ok = (a < n) & (b >= n)
+    a, b = a[ok], b[ok] - n
+    same = g_cls[a] == p_cls[b]
+    a, b = a[same], b[same]
+    inter = geo.polygon_intersections(gp[a], pp[b])
+    ga, pa = geo.polygon_areas(gp[a]), geo.polygon_areas(pp[b])
+    iou = geo.iou_from_parts(inter, ga, pa)
+    inside = np.divide(inter, pa, out=np.zeros_like(inter), where=pa > 0)
+    hit = (iou >= 0.3) | (inside >= 0.6)
+    return a[hit], b[hit]
 
 
 def sahi_postprocess(model_path: Path, images: list[Path]) -> list[ImageBoxes]:
@@ -327,7 +349,7 @@ class HeldoutRuns:
     secs: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in TIMED_KEYS})
     stage_t: dict[str, list[float]] = field(default_factory=dict)
     torch_inference_s: list[float] = field(default_factory=list)
-    dup: dict[str, list[tuple[int, int, int, int]]] = field(
+    dup: dict[str, list[tuple[int, int, int, int, int, int]]] = field(
         default_factory=lambda: {k: [] for k in MERGE_KEYS}
     )
     fired: Counter[str] = field(default_factory=Counter)
@@ -547,25 +569,28 @@ def print_border_duplicates(
     for key, label in labels.items():
         if not dup.get(key):
             continue
-        n, found, twice, one = (sum(x[i] for x in dup[key]) for i in range(4))
+        n, found, twice, one, whole, whole_twice = (sum(x[i] for x in dup[key]) for i in range(6))
         rows.append(
             [
                 label,
                 n,
                 found,
                 twice,
-                twice / found if found else 0.0,
+                f"{100 * twice / max(n, 1):.2f}%",
                 twice - one if key != "sahi_merge" else "-",
                 one if key != "sahi_merge" else "-",
+                f"{100 * whole_twice / max(whole, 1):.2f}%",
                 ev[key].recall,
                 ev[key].precision,
             ]
         )
-    headers = ["merge", "cut objs", "found", "duplicated", "dup rate", "by slicing", "one slice"]
-    print(table([*headers, "recall", "precision"], rows))
+    headers = ["merge", "cut objs", "found", "duplicated", "of cut", "by slicing", "one slice"]
+    print(table([*headers, "uncut twice", "recall", "precision"], rows))
     print(
-        "by slicing: boxes of two or more slices on one cut object; one slice: the model's "
-        "own double box inside one slice (found the same way on objects nowhere near a border)"
+        "of cut: duplicated / cut objects; by slicing: boxes of two or more slices on one cut "
+        "object; one slice: the model's own double box inside one slice; uncut twice: the "
+        "share of objects cut by no slice edge that are found twice, the model's double boxes "
+        "where slicing plays no part"
     )
 
 

@@ -229,7 +229,7 @@ def print_table(images: list[Path], gts: dict[str, ImageBoxes], runs: dict[str, 
         dups = cut = 0
         for p, (w, h) in zip(images, sizes, strict=True):
             windows = geo.slice_windows(w, h, SLICE, SLICE, OVERLAP)
-            n_cut, _, twice, _ = border_duplicates(r.boxes[p.name], gts[p.name], windows, w, h)
+            n_cut, _, twice, *_ = border_duplicates(r.boxes[p.name], gts[p.name], windows, w, h)
             cut, dups = cut + n_cut, dups + twice
         per_stage = [statistics.mean(r.stages[s]) if s in r.stages else "-" for s in stage_names]
         totals = [statistics.mean(r.total), statistics.median(r.total)]

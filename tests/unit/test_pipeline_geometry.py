@@ -168,3 +168,36 @@ def test_edge_truncated_ignores_image_border() -> None:
         ]
     )
     assert geo.edge_truncated(boxes, win, 2048, 2048).tolist() == [True, False, True, False, True]
+
+
+def test_separating_axis_shortcut_keeps_exact_intersections() -> None:
+    import shapely
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    obb = np.column_stack(
+        [
+            rng.uniform(0, 60, n),
+            rng.uniform(0, 60, n),
+            rng.uniform(2, 30, n),
+            rng.uniform(2, 30, n),
+            rng.uniform(-math.pi, math.pi, n),
+        ]
+    )
+    polys = geo.obb_to_polygons(obb)
+    a, b = polys[: n // 2], polys[n // 2 :]
+    ref = shapely.area(shapely.intersection(shapely.polygons(a), shapely.polygons(b)))
+    apart = geo.separated(a, b)
+    assert 0.2 < apart.mean() < 0.9  # both cases are exercised
+    assert np.all(ref[apart] == 0.0)  # a separating axis never hides an overlap
+    np.testing.assert_allclose(geo.polygon_intersections(a, b), ref, atol=1e-9)
+    # either winding
+    np.testing.assert_allclose(geo.polygon_intersections(a[:, ::-1], b), ref, atol=1e-9)
+
+
+def test_touching_squares_are_separated() -> None:
+    a = np.array([[[0, 0], [1, 0], [1, 1], [0, 1]]], dtype=np.float64)
+    beside, across = a + np.array([1.0, 0.0]), a + np.array([0.5, 0.5])
+    assert geo.separated(a, beside).tolist() == [True]
+    assert geo.separated(a, across).tolist() == [False]
+    assert geo.polygon_intersections(a, across).tolist() == [0.25]

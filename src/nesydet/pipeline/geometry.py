@@ -148,11 +148,35 @@ def polygon_intersections(a: FloatArray, b: FloatArray) -> FloatArray:
 
     Uses shapely's vectorised GEOS operations, so the per-pair loop runs in C.
     """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    out: FloatArray = np.zeros(len(a))
     if len(a) == 0:
-        return np.zeros(0)
-    ga = shapely.polygons(np.asarray(a, dtype=np.float64))
-    gb = shapely.polygons(np.asarray(b, dtype=np.float64))
-    out: FloatArray = np.asarray(shapely.area(shapely.intersection(ga, gb)), dtype=np.float64)
+        return out
+    # GEOS costs about 10 us a pair; envelopes that overlap often hold rotated boxes that
+    # do not (cars parked at an angle), which a separating axis rules out far cheaper.
+    meet = np.nonzero(~separated(a, b))[0]
+    ga = shapely.polygons(a[meet])
+    gb = shapely.polygons(b[meet])
+    out[meet] = shapely.area(shapely.intersection(ga, gb))
+    return out
+
+
+def separated(a: FloatArray, b: FloatArray) -> BoolArray:
+    """Returns where paired convex polygons a[k], b[k] ((P, V, 2) each) are disjoint.
+
+    Separating axis test: two convex polygons are disjoint exactly when the projections on
+    some edge normal of either do not overlap. Touching polygons count as disjoint (their
+    intersection has no area).
+    """
+    both = np.concatenate([a, b], axis=1)
+    edges = np.concatenate([np.roll(a, -1, axis=1) - a, np.roll(b, -1, axis=1) - b], axis=1)
+    normals = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)
+    proj = np.einsum("pvc,pnc->pnv", both, normals)
+    v = a.shape[1]
+    pa, pb = proj[..., :v], proj[..., v:]
+    gap = (pa.max(axis=2) <= pb.min(axis=2)) | (pb.max(axis=2) <= pa.min(axis=2))
+    out: BoolArray = gap.any(axis=1)
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from nesydet.pipeline import geometry as geo
 from nesydet.pipeline.context import ContextMap
 from nesydet.pipeline.reasoning.scene_facts import (
+    OwnFact,
     context_fact_texts,
     neighbourhood,
     neighbourhood_fact_texts,
@@ -143,7 +144,7 @@ def build_facts(
     parts = [f"image_size({int(image_size[0])},{int(image_size[1])})"]
     parts.append(f"threshold({float(threshold):.6f})")
     parts += _det_facts(class_names, scores, boxes, polys, image_size, atoms)
-    own: list[str] = []
+    own: list[OwnFact] = []
     if context is not None:
         own += context_fact_texts(context, boxes, polys, want)
     if len(class_names) > 1 and want & {"near", "overlap", "nearest", "cluster", "aligned"}:
@@ -151,11 +152,11 @@ def build_facts(
         parts += _pair_facts(g, want)
         if want & {"nearest", "cluster", "aligned"}:
             own += _neighbourhood_facts(g, class_names, polys, atoms, want)
-    parts += own
+    parts += [fact for _, fact in own]
     if index is not None:
-        for fact in own:
-            if not fact.startswith("scene("):
-                index.setdefault(int(fact[fact.index("(") + 1 : fact.index(",")]), []).append(fact)
+        for k, fact in own:
+            if k >= 0:
+                index.setdefault(k, []).append(fact)
     return "[" + ",".join(parts) + "]"
 
 
@@ -207,7 +208,7 @@ def _neighbourhood_facts(
     polys: FloatArray | None,
     atoms: dict[str, str],
     want: frozenset[str],
-) -> list[str]:
+) -> list[OwnFact]:
     """Returns the nearest/3, cluster/2 and aligned/2 facts `want` names."""
     table = sorted(atoms)
     position = {name: k for k, name in enumerate(table)}

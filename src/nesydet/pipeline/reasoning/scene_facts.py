@@ -36,6 +36,8 @@ MIN_SHARE = 0.05
 FRAGMENT_IOS = 0.3
 ALIGN_DEG = 10.0
 CONTEXT_GROW = 2.0  # the surroundings: the box scaled by this about its centre
+# A fact text with the detection it is about (-1 for facts about the whole image).
+OwnFact = tuple[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +153,11 @@ def context_fact_texts(
     boxes: FloatArray,
     polys: FloatArray | None,
     wanted: frozenset[str],
-) -> list[str]:
-    """Returns the scene/2, on/3 and shore_distance/2 fact texts that `wanted` names."""
-    parts: list[str] = []
+) -> list[OwnFact]:
+    """Returns the scene/2, on/3 and shore_distance/2 facts that `wanted` names."""
+    parts: list[OwnFact] = []
     if "scene" in wanted:
-        parts += [f"scene({name},{share:.4f})" for name, share in ctx.shares().items()]
+        parts += [(-1, f"scene({name},{share:.4f})") for name, share in ctx.shares().items()]
     if len(boxes) == 0:
         return parts
     centres = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2])
@@ -178,24 +180,24 @@ def context_fact_texts(
         ids, cols = np.nonzero(shares >= MIN_SHARE)
         vals = shares[ids, cols]
         parts += [
-            f"on({i},{SURFACES[c]},{v:.3f})"
+            (i, f"on({i},{SURFACES[c]},{v:.3f})")
             for i, c, v in zip(ids.tolist(), cols.tolist(), vals.tolist(), strict=True)
         ]
     if "shore_distance" in wanted:
         dist = shore_distances(ctx, centres, diag)
         if dist is not None:
-            parts += [f"shore_distance({i},{v:.3f})" for i, v in enumerate(dist.tolist())]
+            parts += [(i, f"shore_distance({i},{v:.3f})") for i, v in enumerate(dist.tolist())]
     return parts
 
 
 def neighbourhood_fact_texts(
     hood: Neighbourhood, atoms: Sequence[str], wanted: frozenset[str]
-) -> list[str]:
-    """Returns the nearest/3, cluster/2 and aligned/2 fact texts that `wanted` names."""
-    parts: list[str] = []
+) -> list[OwnFact]:
+    """Returns the nearest/3, cluster/2 and aligned/2 facts that `wanted` names."""
+    parts: list[OwnFact] = []
     if "nearest" in wanted:
         parts += [
-            f"nearest({i},{atoms[c]},{d:.4f})"
+            (i, f"nearest({i},{atoms[c]},{d:.4f})")
             for i, c, d in zip(
                 hood.nearest_id.tolist(),
                 hood.nearest_cls.tolist(),
@@ -205,7 +207,7 @@ def neighbourhood_fact_texts(
         ]
     # Zero counts are left out (most detections of a sparse scene): no fact means none.
     if "cluster" in wanted:
-        parts += [f"cluster({i},{c})" for i, c in enumerate(hood.cluster.tolist()) if c]
+        parts += [(i, f"cluster({i},{c})") for i, c in enumerate(hood.cluster.tolist()) if c]
     if "aligned" in wanted and hood.aligned is not None:
-        parts += [f"aligned({i},{c})" for i, c in enumerate(hood.aligned.tolist()) if c]
+        parts += [(i, f"aligned({i},{c})") for i, c in enumerate(hood.aligned.tolist()) if c]
     return parts
