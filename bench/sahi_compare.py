@@ -13,7 +13,9 @@ them. Torch gets every core in all runs (ultralytics would leave SAHI one core f
 Prints seconds per image end to end (mean and median) and per stage (means), recall, mAP50
 (rotated IoU >= 0.5, ``nesydet eval``'s matcher) and border duplicates (ground-truth objects
 cut by a slice edge that end up with two or more boxes), then the speed-up against the
-target: at least 2x faster than stock SAHI with recall within 0.01.
+target: at least 2x faster than stock SAHI with recall within 0.01. A last line sets the
+inference stage's arithmetic rate (the model's GFLOP per slice times slices per second)
+against a float32 matrix product on the same cores, the rate this CPU's vector units reach.
 
     .venv/bin/python -m bench.sahi_compare                 # first 3 held-out scenes, 1 round
     .venv/bin/python -m bench.sahi_compare --limit 6 --rounds 2
@@ -253,6 +255,46 @@ def print_table(images: list[Path], gts: dict[str, ImageBoxes], runs: dict[str, 
         f"recall difference: {gap:+.3f} (target: not below -{RECALL_TOLERANCE}: "
         f"{'met' if gap >= -RECALL_TOLERANCE else 'NOT met'})"
     )
+    print_compute(sizes, runs)
+
+
+def print_compute(sizes: list[tuple[int, int]], runs: dict[str, Runs]) -> None:
+    """Prints the arithmetic rate of each system's inference stage against a float32 matrix
+    product on the same cores: how far from the machine's limit each one runs."""
+    gflop = slice_gflop()
+    slices = statistics.mean(len(geo.slice_windows(w, h, SLICE, SLICE, OVERLAP)) for w, h in sizes)
+    rates = [
+        f"{name} {gflop * slices / statistics.mean(r.stages['inference']):.0f}"
+        for name, r in runs.items()
+        if r.stages.get("inference")
+    ]
+    print(
+        f"compute: the model costs {gflop:.2f} GFLOP per {SLICE} px slice (ultralytics' count), "
+        f"{slices:.1f} slices per scene; inference stage in GFLOP/s: {', '.join(rates)}; "
+        f"a float32 matrix product on the same {THREADS} cores: {matmul_gflops():.0f}"
+    )
+
+
+def slice_gflop() -> float:
+    """Returns the model's floating-point operations (GFLOP) for one slice."""
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    return float(get_flops(YOLO(str(ROOT / "models" / MODEL)).model, SLICE))
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Returns the best rate (GFLOP/s) of an n x n float32 matrix product on all cores."""
+    import torch
+
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 if __name__ == "__main__":
