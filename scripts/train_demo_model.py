@@ -9,6 +9,13 @@ Usage::
 
     python scripts/make_demo_dataset.py --out var/demo_dataset
     python scripts/train_demo_model.py --data var/demo_dataset/data.yaml --hours 0.4
+
+``--init PATH`` trains on from the weights of an earlier run (fine-tuning) instead of a random
+network; with ``--hours 0`` the run lasts exactly ``--epochs`` epochs whatever the machine's
+speed, which a reproducible run needs (a time cap fits as many epochs as the CPU allows)::
+
+    python scripts/train_demo_model.py --init models/nesydet-demo-obb.pt --hours 0 \
+        --epochs 10 --lr0 0.001 --warmup 0.1 --out var/train/finetune.pt --name finetune
 """
 
 from __future__ import annotations
@@ -81,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CPU (AMX)")
     ap.add_argument("--no-val", action="store_true", help="skip per-epoch validation (timing runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "nesydet-demo-obb.pt")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        help="start from these weights (a .pt this script made) instead of a random network",
+    )
+    ap.add_argument("--warmup", type=float, default=0.3, help="warm-up epochs")
     args = ap.parse_args(argv)
     args.project = args.project.resolve()  # ultralytics nests relative projects under runs/
 
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.bf16:
         enable_cpu_bf16()
-    model = YOLO("yolo11n-obb.yaml", task="obb")  # architecture from YAML: random init, no download
+    # The architecture from YAML (random init, no download), or weights of an earlier run.
+    model = YOLO(str(args.init) if args.init else "yolo11n-obb.yaml", task="obb")
     t0 = time.time()
     train_kwargs: dict[str, Any] = {
         "data": str(args.data),
@@ -99,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "workers": args.workers,
         "device": "cpu",
-        "pretrained": False,
+        # ultralytics loads a .pt's weights only when told to; False trains from scratch.
+        "pretrained": str(args.init) if args.init else False,
         # The CPU budget allows only a few hundred steps: step the optimizer every batch
         # (nbs=batch, no gradient accumulation), fixed AdamW lr, short warm-up.
         "nbs": args.batch,
         "optimizer": "AdamW",
         "lr0": args.lr0,
         "lrf": 0.05,
-        "warmup_epochs": 0.3,
+        "warmup_epochs": args.warmup,
         "amp": "bf16" if args.bf16 else False,
         "val": not args.no_val,
         "cache": "ram",
