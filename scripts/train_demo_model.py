@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "workers": args.workers,
         "device": "cpu",
-        # ultralytics loads a .pt's weights only when told to; False trains from scratch.
-        "pretrained": str(args.init) if args.init else False,
+        # True keeps the weights of the --init model loaded above (a path would read the
+        # file again); False trains the YAML's random network.
+        "pretrained": args.init is not None,
         # The CPU budget allows only a few hundred steps: step the optimizer every batch
         # (nbs=batch, no gradient accumulation), fixed AdamW lr, short warm-up.
         "nbs": args.batch,
