@@ -38,8 +38,9 @@ from nesydet.pipeline.types import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_VIS = VisualizationConfig(enabled=False)
-# The default rules were tuned on held-out seed 1 (plain and look-alikes); report on others.
-TUNING_SEED = 1
+# The default rules were tuned on held-out seeds 1 and 2 (plain and look-alikes); report on
+# others.
+TUNING_SEEDS = (1, 2)
 LOOKALIKE_IOU = 0.3  # a false detection on a look-alike: IoU >= this with its outline
 
 
@@ -242,7 +243,7 @@ def print_speed(runs: Sequence[SetRun], pipe: Pipeline, dense_dir: Path) -> None
 
 def reasoning_section(pipe: Pipeline, seed: int, count: int, limit: int = 0) -> None:
     """Renders (when missing) and runs the held-out plain and look-alike sets; prints (b)."""
-    if seed == TUNING_SEED:
+    if seed in TUNING_SEEDS:
         print(f"warning: seed {seed} tuned the default rules; these numbers are not held out")
     var = ROOT / "var"
     n = ["--count", str(count)]

@@ -28,6 +28,7 @@ def decide(
 def test_the_default_rules_read_aggregates_not_pairs(dota: PrologReasoner) -> None:
     used = dota.facts_used("dota.pl")
     assert {"det", "on", "shore_distance", "scene", "nearest", "cluster", "aligned"} <= used
+    assert "elongation" in used
     assert "near" not in used  # tens of thousands of facts in a car park, never sent
 
 
@@ -72,6 +73,29 @@ def test_vehicles_fit_roads_not_fields(dota: PrologReasoner) -> None:
     assert truck[0].action == "drop"
     rows = decide(dota, [("small_vehicle", 0.6)], [*SCENE, "aligned(0,3)", "on(0,road,0.9)"])
     assert set(rows[0].rules) == {"vehicle_on_road", "vehicles_in_rows"}
+
+
+def test_a_stubby_ship_loses_unless_moored(dota: PrologReasoner) -> None:
+    water = [*SCENE, "on(0,water,1.0)", "shore_distance(0,9.0)"]
+    stubby = decide(dota, [("ship", 0.6)], [*water, "elongation(0,1.6)"])
+    assert "stubby_vessel" in stubby[0].rules
+    assert stubby[0].confidence == pytest.approx(0.6 + 0.05 - 0.45)  # vessel_on_water too
+    hull = decide(dota, [("ship", 0.6)], [*water, "elongation(0,4.2)"])
+    assert "stubby_vessel" not in hull[0].rules
+    moored = decide(dota, [("ship", 0.6)], [*water, "elongation(0,1.6)", "nearest(0,harbor,0.4)"])
+    assert "stubby_vessel" not in moored[0].rules
+    pier = decide(dota, [("harbor", 0.6)], [*water, "elongation(0,2.5)"])
+    assert "stubby_harbor" in pier[0].rules
+    assert "stubby_harbor" not in decide(dota, [("harbor", 0.6)], ["elongation(0,9.0)"])[0].rules
+
+
+def test_a_car_in_a_field_is_penalised_once(dota: PrologReasoner) -> None:
+    # In an open field the field rule speaks; off-road-alone adds nothing to it.
+    field = decide(dota, [("small_vehicle", 0.85)], [*SCENE, "on(0,land,0.95)"])
+    assert field[0].rules == ["car_in_open_field"]
+    assert field[0].action == "keep"
+    yard = decide(dota, [("small_vehicle", 0.6)], [*SCENE, "on(0,land,0.5)", "on(0,roof,0.5)"])
+    assert "car_off_road_alone" in yard[0].rules
 
 
 def test_harbour_needs_water(dota: PrologReasoner) -> None:

@@ -110,6 +110,7 @@ def test_build_facts_sends_only_what_is_wanted() -> None:
     assert "overlap(" not in lean
     assert "shore_distance(" not in lean
     assert "scene(" not in lean
+    assert "elongation(" not in lean
     assert "nearest(1,'small_vehicle'," in lean
     assert "cluster(1,2)" in lean
     assert "on(3,land,1.000)" in lean  # the ship at x=300 lies in the land half
@@ -119,6 +120,24 @@ def test_build_facts_sends_only_what_is_wanted() -> None:
     assert "scene(water,0.5000)" in full
     assert build_facts(*args) == build_facts(*args, wanted=ALL_FACTS)  # no context: none sent
     assert FACT_ARITY["on"] == 3
+    assert "elongation(3,3.333)" in full  # the 30 x 9 ship, turned by 1 rad
+    assert "elongation(0,2.286)" in full
+
+
+def test_elongation_of_oriented_and_plain_boxes() -> None:
+    obb = np.array([[50.0, 50, 10, 40, 0.7], [50, 50, 12, 12, 0.3], [50, 50, 20, 0, 0]])
+    polys = geo.obb_to_polygons(obb)
+    args = (["ship"] * 3, np.full(3, 0.5), geo.polygon_envelopes(polys))
+    only = frozenset({"elongation"})
+    facts = build_facts(*args, polys, (100, 100), 0.25, wanted=only)
+    assert "elongation(0,4.000)" in facts  # turned boxes: their own sides, not the envelope
+    assert "elongation(1,1.000)" in facts
+    assert "elongation(2,100.000)" in facts  # a box with no width
+    index: dict[int, list[str]] = {}
+    build_facts(*args, polys, (100, 100), 0.25, wanted=only, index=index)
+    assert index[0] == ["elongation(0,4.000)"]  # listed in the explanation when a rule fires
+    # An axis-aligned box says nothing of the shape of a turned object: no fact.
+    assert "elongation(" not in build_facts(*args, None, (100, 100), 0.25, wanted=only)
 
 
 def blue_water_model() -> SurfaceModel:

@@ -26,8 +26,8 @@ class ReasoningTrace:
     """What the rules did to one detection.
 
     `facts` are the scene and neighbourhood facts about the detection that the rules file
-    reads (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2), given when a rule fired:
-    what the rules saw when they decided.
+    reads (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2, elongation/2), given when
+    a rule fired: what the rules saw when they decided.
     """
 
     original_confidence: float

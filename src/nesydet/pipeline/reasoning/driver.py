@@ -35,6 +35,7 @@ fact_pred(shore_distance/2).
 fact_pred(nearest/3).
 fact_pred(cluster/2).
 fact_pred(aligned/2).
+fact_pred(elongation/2).
 
 %!  nd_uses(+Template, -Names) is det.
 %   Names: the names of the fact predicates (joined by commas) that some clause of the

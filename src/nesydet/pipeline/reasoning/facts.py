@@ -8,6 +8,9 @@ Facts (ids are 0-based indices into the detection arrays):
   with Dist <= near_factor. Both directions are asserted.
 * ``overlap(Id, Other, IoS)``: exact intersection over the smaller area (rotated boxes as
   polygons), for pairs with IoS >= 0.01. Both directions.
+* ``elongation(Id, E)``: the oriented box's long side over its short side (1.0 for a
+  square), at most 100; oriented boxes only (an axis-aligned box of a diagonal ship is
+  square).
 * ``image_size(W, H)``, ``threshold(T)``: the image and the job's confidence threshold.
 
 Scene context and neighbourhood aggregates (``scene/2``, ``on/3``, ``shore_distance/2``,
@@ -34,6 +37,7 @@ from nesydet.pipeline.reasoning.scene_facts import (
 from nesydet.pipeline.types import FloatArray, IntArray
 
 MIN_IOS = 0.01
+MAX_ELONGATION = 100.0  # a box with a (near) zero side
 # Every fact predicate nesydet may assert (name -> arity); rules files may not define them.
 FACT_ARITY = {
     "det": 5,
@@ -47,6 +51,7 @@ FACT_ARITY = {
     "nearest": 3,
     "cluster": 2,
     "aligned": 2,
+    "elongation": 2,
 }
 ALL_FACTS = frozenset(FACT_ARITY)
 CONTEXT_FACTS = frozenset({"scene", "on", "shore_distance"})
@@ -136,8 +141,8 @@ def build_facts(
         wanted: Names of the fact predicates to send (see `FACT_ARITY`); None sends all.
             det/5, image_size/2 and threshold/1 are always sent.
         index: When given, filled with each detection's own context and neighbourhood
-            facts (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2), by id, for
-            explanations.
+            facts (on/3, shore_distance/2, nearest/3, cluster/2, aligned/2,
+            elongation/2), by id, for explanations.
     """
     want = ALL_FACTS if wanted is None else wanted
     atoms = {name: prolog_atom(name) for name in set(class_names)}
@@ -145,6 +150,8 @@ def build_facts(
     parts.append(f"threshold({float(threshold):.6f})")
     parts += _det_facts(class_names, scores, boxes, polys, image_size, atoms)
     own: list[OwnFact] = []
+    if polys is not None and "elongation" in want:
+        own += _elongation_facts(polys)
     if context is not None:
         own += context_fact_texts(context, boxes, polys, want)
     if len(class_names) > 1 and want & {"near", "overlap", "nearest", "cluster", "aligned"}:
@@ -158,6 +165,16 @@ def build_facts(
             if k >= 0:
                 index.setdefault(k, []).append(fact)
     return "[" + ",".join(parts) + "]"
+
+
+def _elongation_facts(polys: FloatArray) -> list[OwnFact]:
+    """Returns elongation/2 of every detection: long side over short side of its box."""
+    a = np.linalg.norm(polys[:, 1] - polys[:, 0], axis=1)
+    b = np.linalg.norm(polys[:, 2] - polys[:, 1], axis=1)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    ratio = np.divide(hi, lo, out=np.full_like(hi, MAX_ELONGATION), where=lo > 0)
+    ratio = np.minimum(ratio, MAX_ELONGATION)
+    return [(k, f"elongation({k},{e:.3f})") for k, e in enumerate(ratio.tolist())]
 
 
 def _det_facts(
