@@ -170,7 +170,7 @@ def test_edge_truncated_ignores_image_border() -> None:
     assert geo.edge_truncated(boxes, win, 2048, 2048).tolist() == [True, False, True, False, True]
 
 
-def test_separating_axis_shortcut_keeps_exact_intersections() -> None:
+def test_intersections_match_geos() -> None:
     import shapely
 
     rng = np.random.default_rng(0)
@@ -191,8 +191,13 @@ def test_separating_axis_shortcut_keeps_exact_intersections() -> None:
     assert 0.2 < apart.mean() < 0.9  # both cases are exercised
     assert np.all(ref[apart] == 0.0)  # a separating axis never hides an overlap
     np.testing.assert_allclose(geo.polygon_intersections(a, b), ref, atol=1e-9)
-    # either winding
+    # either winding, of either polygon
     np.testing.assert_allclose(geo.polygon_intersections(a[:, ::-1], b), ref, atol=1e-9)
+    np.testing.assert_allclose(geo.polygon_intersections(a, b[:, ::-1]), ref, atol=1e-9)
+    np.testing.assert_allclose(geo.clipped_areas(a, b), ref, atol=1e-9)  # no shortcut
+    flat = b.copy()
+    flat[:, 2:] = flat[:, 1::-1]  # a box folded onto one edge has no area to meet
+    assert not np.any(geo.polygon_intersections(a, flat))
 
 
 def test_touching_squares_are_separated() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import shapely
 
 from nesydet.pipeline.types import BoolArray, FloatArray, IntArray
 
@@ -88,10 +87,15 @@ def polygon_envelopes(polys: FloatArray) -> FloatArray:
 
 def polygon_areas(polys: FloatArray) -> FloatArray:
     """Returns the (N,) areas of (N, K, 2) simple polygons (shoelace formula)."""
-    p = np.asarray(polys, dtype=np.float64)
-    x, y = p[..., 0], p[..., 1]
-    out: FloatArray = 0.5 * np.abs(
-        np.sum(x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y, axis=-1)
+    out: FloatArray = np.abs(signed_areas(np.asarray(polys, dtype=np.float64)))
+    return out
+
+
+def signed_areas(polys: FloatArray) -> FloatArray:
+    """Returns the (N,) signed shoelace areas: positive for counter-clockwise polygons."""
+    x, y = polys[..., 0], polys[..., 1]
+    out: FloatArray = 0.5 * np.sum(
+        x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y, axis=-1
     )
     return out
 
@@ -146,19 +150,57 @@ def box_intersections(a: FloatArray, b: FloatArray) -> FloatArray:
 def polygon_intersections(a: FloatArray, b: FloatArray) -> FloatArray:
     """Returns the (P,) exact intersection areas of paired convex polygons a[k], b[k].
 
-    Uses shapely's vectorised GEOS operations, so the per-pair loop runs in C.
+    Pairs a separating axis parts are 0 at once; the others are clipped in numpy, all pairs
+    at a time (`clipped_areas`), about 10x cheaper than a GEOS call per pair.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     out: FloatArray = np.zeros(len(a))
     if len(a) == 0:
         return out
-    # GEOS costs about 10 us a pair; envelopes that overlap often hold rotated boxes that
-    # do not (cars parked at an angle), which a separating axis rules out far cheaper.
     meet = np.nonzero(~separated(a, b))[0]
-    ga = shapely.polygons(a[meet])
-    gb = shapely.polygons(b[meet])
-    out[meet] = shapely.area(shapely.intersection(ga, gb))
+    out[meet] = clipped_areas(a[meet], b[meet])
+    return out
+
+
+def clipped_areas(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Returns the areas of a[k] clipped by b[k] ((P, V, 2) convex polygons, any winding).
+
+    Sutherland-Hodgman, vectorised over the pairs: a is cut by the half-plane of each edge
+    of b in turn. A convex polygon cut by a line gains at most one vertex, so V + V slots
+    hold every intermediate polygon; the live vertices of each row are kept in front.
+    """
+    p, v = a.shape[:2]
+    cap = 2 * v
+    poly = np.zeros((p, cap, 2))
+    poly[:, :v] = a
+    n = np.full(p, v)
+    slot = np.arange(cap)[None, :]
+    # +1 for a counter-clockwise b, -1 clockwise, 0 for a flat b (which meets nothing)
+    wind = np.sign(signed_areas(b))
+    for e in range(b.shape[1]):
+        s, d = b[:, e], b[:, (e + 1) % b.shape[1]] - b[:, e]
+        live = slot < n[:, None]
+        nxt = np.where(slot + 1 < n[:, None], slot + 1, 0)
+        side = wind[:, None] * (
+            d[:, None, 0] * (poly[..., 1] - s[:, None, 1])
+            - d[:, None, 1] * (poly[..., 0] - s[:, None, 0])
+        )
+        side_n = np.take_along_axis(side, nxt, axis=1)
+        inside = side >= 0
+        crosses = live & (inside != (side_n >= 0))
+        t = side / np.where(crosses, side - side_n, 1.0)
+        cut = poly + t[..., None] * (np.take_along_axis(poly, nxt[..., None], axis=1) - poly)
+        keep = np.stack([live & inside, crosses], axis=2).reshape(p, 2 * cap)
+        cand = np.stack([poly, cut], axis=2).reshape(p, 2 * cap, 2)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :cap]
+        poly = np.take_along_axis(cand, order[..., None], axis=1)
+        n = np.minimum(keep.sum(axis=1), cap)
+    live = slot < n[:, None]
+    nxt = np.where(slot + 1 < n[:, None], slot + 1, 0)
+    nb = np.take_along_axis(poly, nxt[..., None], axis=1)
+    cross = np.where(live, poly[..., 0] * nb[..., 1] - nb[..., 0] * poly[..., 1], 0.0)
+    out: FloatArray = np.where((n >= 3) & (wind != 0), 0.5 * np.abs(cross.sum(axis=1)), 0.0)
     return out
 
 
