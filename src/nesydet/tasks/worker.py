@@ -37,7 +37,11 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=INFERENCE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_inference(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
         with task_trace(self):
-            runtime.runtime().runner.run(job_id)
+            worker = runtime.runtime()
+            try:
+                worker.runner.run(job_id)
+            finally:
+                worker.after_job()
 
     @app.task(name=EXPORT_TASK, acks_late=True, reject_on_worker_lost=True)
     def export_model(version_id: int) -> None:
