@@ -360,15 +360,6 @@ class HeldoutRuns:
     dropped: int = 0
 
 
-def settle(pipe: Pipeline) -> None:
-    """Runs one held-out scene through the pipeline and freezes what that loaded, as a
-    worker does after its first job (`WorkerRuntime.after_job`): timings then leave out
-    the collector's full passes over a thousand freshly imported modules."""
-    pipe.run(load_image(ensure_heldout()[0]), PipelineConfig(visualization=NO_VIS))
-    gc.collect()
-    gc.freeze()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Returns the command-line options."""
     ap = argparse.ArgumentParser(
@@ -642,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu", backend="torch"
     )
     pipe.warmup()
-    settle(pipe)
+    gc.freeze()  # as a worker does after its warm-up (nesydet.tasks.runtime)
     if args.only_reasoning:
         reasoning_section(pipe, args.reason_seed, args.reason_count, args.limit)
         return 0

@@ -47,7 +47,9 @@ from nesydet.pipeline import Pipeline, PipelineConfig, load_image, export
 models, rules, image_path, out = map(Path, sys.argv[1:5])
 pipe = Pipeline(models, rules, default_model="nesydet-demo-obb.pt", device="cpu")
 pipe.warmup()
+loaded = set(sys.modules)
 result = pipe.run(load_image(image_path), PipelineConfig())
+imported = sorted({m.split(".")[0] for m in set(sys.modules) - loaded})
 w, h = result.image_size
 (out / "labels.txt").write_text(export.to_yolo(result.detections, w, h))
 (out / "result.json").write_text(json.dumps({
@@ -57,6 +59,7 @@ w, h = result.image_size
     "traced": sum(d.reasoning is not None for d in result.detections),
     "timings": result.timings,
     "annotated": result.annotated is not None,
+    "imported": imported,
 }))
 """
 
@@ -102,6 +105,10 @@ def test_offline_end_to_end_finds_objects(tmp_path: Path) -> None:
     assert info["annotated"]
     assert info["traced"] == info["n"] > 0
     assert set(info["timings"]) == {"inference", "nms", "reasoning", "visualization"}
+    # The warm-up reaches every path a job takes: a worker freezes its heap after it, and
+    # what a first job imported would be walked by every later full collection.
+    heavy = {"torch", "ultralytics", "sahi", "cv2", "shapely", "onnxruntime", "pyswip"}
+    assert not heavy & set(info["imported"]), info["imported"]
     preds = parse_yolo((tmp_path / "labels.txt").read_text())
     result = evaluate(
         [ImageBoxes.from_labels(preds, with_scores=True)],

@@ -180,8 +180,7 @@ def clipped_areas(a: FloatArray, b: FloatArray) -> FloatArray:
     wind = np.sign(signed_areas(b))
     for e in range(b.shape[1]):
         s, d = b[:, e], b[:, (e + 1) % b.shape[1]] - b[:, e]
-        live = slot < n[:, None]
-        nxt = np.where(slot + 1 < n[:, None], slot + 1, 0)
+        live, nxt = _ring(slot, n)
         side = wind[:, None] * (
             d[:, None, 0] * (poly[..., 1] - s[:, None, 1])
             - d[:, None, 1] * (poly[..., 0] - s[:, None, 0])
@@ -196,12 +195,19 @@ def clipped_areas(a: FloatArray, b: FloatArray) -> FloatArray:
         order = np.argsort(~keep, axis=1, kind="stable")[:, :cap]
         poly = np.take_along_axis(cand, order[..., None], axis=1)
         n = np.minimum(keep.sum(axis=1), cap)
-    live = slot < n[:, None]
-    nxt = np.where(slot + 1 < n[:, None], slot + 1, 0)
+    live, nxt = _ring(slot, n)
     nb = np.take_along_axis(poly, nxt[..., None], axis=1)
     cross = np.where(live, poly[..., 0] * nb[..., 1] - nb[..., 0] * poly[..., 1], 0.0)
     out: FloatArray = np.where((n >= 3) & (wind != 0), 0.5 * np.abs(cross.sum(axis=1)), 0.0)
     return out
+
+
+def _ring(slot: IntArray, n: IntArray) -> tuple[BoolArray, IntArray]:
+    """Returns which slots hold a vertex of each row's polygon (its first n[k]), and the
+    slot of each one's successor around the ring."""
+    live: BoolArray = slot < n[:, None]
+    nxt: IntArray = np.where(slot + 1 < n[:, None], slot + 1, 0)
+    return live, nxt
 
 
 def separated(a: FloatArray, b: FloatArray) -> BoolArray:

@@ -44,20 +44,6 @@ class WorkerRuntime:
     cache: StatusCache
     engine: AsyncEngine
     io: IoLoop
-    settled: bool = False
-
-    def after_job(self) -> None:
-        """After the first job, keep what it loaded out of the collector's full passes.
-
-        The warm-up predicts on a blank image; a real job then imports what that never
-        reaches (about 1,000 modules here: torch's operators, OpenCV, shapely, SAHI), and
-        every full collection walked them again: 60-90 ms pauses inside later jobs, one in
-        three images. Frozen once, after a full collection, so no garbage is kept forever.
-        """
-        if not self.settled:
-            self.settled = True
-            gc.collect()
-            gc.freeze()
 
     def close(self) -> None:
         """Stop the heartbeat, finish the pending save and release connections."""

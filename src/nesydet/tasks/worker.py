@@ -37,11 +37,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=INFERENCE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_inference(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
         with task_trace(self):
-            worker = runtime.runtime()
-            try:
-                worker.runner.run(job_id)
-            finally:
-                worker.after_job()
+            runtime.runtime().runner.run(job_id)
 
     @app.task(name=EXPORT_TASK, acks_late=True, reject_on_worker_lost=True)
     def export_model(version_id: int) -> None:
