@@ -74,6 +74,12 @@ def make_celery(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
         broker_transport_options=broker_options(settings),
+        # the filesystem transport, with atomic writes (see nesydet.fs_transport)
+        broker_transport=(
+            "nesydet.fs_transport:Transport"
+            if settings.broker_url.startswith("filesystem://")
+            else None
+        ),
         broker_connection_timeout=settings.broker_publish_timeout_s,
         broker_connection_retry_on_startup=True,
         broker_pool_limit=4,
