@@ -162,7 +162,7 @@ def border_duplicates(
     n, n_whole = int(cut.sum()), int((~cut).sum())
     if len(gp) == 0 or len(pp) == 0:
         return n, 0, 0, 0, n_whole, 0
-    a, b = _covering_pairs(gp, gt.classes, pp, pred.classes)
+    a, b = covering_pairs(gp, gt.classes, pp, pred.classes)
     cover = Counter(a.tolist())
     twice = {o for o, c in cover.items() if c >= 2}
     one_slice = 0
@@ -182,7 +182,7 @@ def border_duplicates(
     )
 
 
-def _covering_pairs(
+def covering_pairs(
     gp: npt.NDArray[np.float64],
     g_cls: npt.NDArray[np.int64],
     pp: npt.NDArray[np.float64],
