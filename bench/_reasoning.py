@@ -61,6 +61,20 @@ class SetRun:
     detections: int = 0
 
 
+def gt_boxes(image: Path) -> ImageBoxes:
+    """Returns the ground truth of a held-out image (normalised polygons), from the labels
+    folder beside its images folder."""
+    text = (image.parent.parent / "labels" / f"{image.stem}.txt").read_text()
+    return ImageBoxes.from_labels(parse_yolo(text), with_scores=False)
+
+
+def seed_set(seed: int, *, lookalikes: bool = False, extra: Sequence[str] = ()) -> Path:
+    """Returns the held-out set of a seed (``var/heldout_s<seed>[_lookalikes]``), rendering
+    it first when missing."""
+    name = f"heldout_s{seed}" + ("_lookalikes" if lookalikes else "")
+    return ensure_set(ROOT / "var" / name, seed, lookalikes=lookalikes, extra=extra)
+
+
 def ensure_set(out: Path, seed: int, *, lookalikes: bool, extra: Sequence[str] = ()) -> Path:
     """Returns a held-out set directory, rendering it first when missing."""
     if not sorted((out / "images").glob("*.png")):
@@ -80,9 +94,7 @@ def run_set(pipe: Pipeline, directory: Path, name: str, limit: int = 0) -> SetRu
     for path in images:
         img = load_image(path)
         w, h = img.size
-        gt = ImageBoxes.from_labels(
-            parse_yolo((directory / "labels" / f"{path.stem}.txt").read_text()), with_scores=False
-        )
+        gt = gt_boxes(path)
         base = pipe.run(img, off)
         res = pipe.run(img, on)
         before, after = image_boxes(base.detections, (w, h)), image_boxes(res.detections, (w, h))
@@ -247,8 +259,8 @@ def reasoning_section(pipe: Pipeline, seed: int, count: int, limit: int = 0) -> 
         print(f"warning: seed {seed} tuned the default rules; these numbers are not held out")
     var = ROOT / "var"
     n = ["--count", str(count)]
-    plain = ensure_set(var / f"heldout_s{seed}", seed, lookalikes=False, extra=n)
-    looks = ensure_set(var / f"heldout_s{seed}_lookalikes", seed, lookalikes=True, extra=n)
+    plain = seed_set(seed, extra=n)
+    looks = seed_set(seed, lookalikes=True, extra=n)
     dense = ensure_set(
         var / "heldout_car_park",
         3,

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench._reasoning import ensure_set
+from bench._reasoning import gt_boxes, seed_set
 from bench.quality import (
     CONF,
     IOU,
@@ -51,7 +51,6 @@ from nesydet.pipeline import Pipeline
 from nesydet.pipeline import geometry as geo
 from nesydet.pipeline.detector import Detector
 from nesydet.pipeline.evaluate import ImageBoxes, evaluate
-from nesydet.pipeline.export import parse_yolo
 from nesydet.pipeline.image_io import load_image
 from nesydet.pipeline.types import RawDetections
 
@@ -73,8 +72,9 @@ def same_slice_pairs(r: RawDetections, src: Ints) -> tuple[Ints, Ints, np.ndarra
     """Returns same-class pairs of boxes from one slice, with their IoU and IoS."""
     assert r.obb is not None
     polys = geo.obb_to_polygons(r.obb)
-    i, j = geo.candidate_pairs(geo.polygon_envelopes(polys), r.classes)
-    inter, ai, aj = geo.pair_overlaps(geo.polygon_envelopes(polys), polys, i, j)
+    envelopes = geo.polygon_envelopes(polys)
+    i, j = geo.candidate_pairs(envelopes, r.classes)
+    inter, ai, aj = geo.pair_overlaps(envelopes, polys, i, j)
     one = src[i] == src[j]
     iou, ios = geo.iou_from_parts(inter, ai, aj), geo.ios_from_parts(inter, ai, aj)
     return i[one], j[one], iou[one], ios[one]
@@ -226,14 +226,7 @@ def seed_images(seed: int) -> list[Path]:
     """Returns a held-out seed's scenes (seed 0: bench.quality's set), rendering when missing."""
     if seed == 0:
         return ensure_heldout()
-    folder = ensure_set(ROOT / "var" / f"heldout_s{seed}", seed, lookalikes=False)
-    return sorted((folder / "images").glob("*.png"))
-
-
-def ground_truth(image: Path) -> ImageBoxes:
-    """Returns the labels next to a held-out image."""
-    text = (image.parent.parent / "labels" / f"{image.stem}.txt").read_text()
-    return ImageBoxes.from_labels(parse_yolo(text), with_scores=False)
+    return sorted((seed_set(seed) / "images").glob("*.png"))
 
 
 def run_seed(
@@ -244,7 +237,7 @@ def run_seed(
     tallies = {name: Tally() for name in VARIANTS}
     gts: list[ImageBoxes] = []
     for path in seed_images(seed)[: args.limit or None]:
-        img, gt = load_image(path), ground_truth(path)
+        img, gt = load_image(path), gt_boxes(path)
         w, h = img.size
         gts.append(gt)
         windows, merged = sliced_pass(det, img)

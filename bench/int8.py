@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench._reasoning import ensure_set
+from bench._reasoning import seed_set
 from bench.quality import (
     HELDOUT,
     MODEL,
@@ -59,8 +59,7 @@ BATCH = 4
 
 def calibration_slices(count: int = CALIBRATION_SLICES) -> list[npt.NDArray[np.float32]]:
     """Returns `count` slices of held-out seed 1 as the network takes them (1x3xSxS, [0, 1])."""
-    folder = ROOT / "var" / f"heldout_s{CALIBRATION_SEED}"
-    folder = ensure_set(folder, CALIBRATION_SEED, lookalikes=False)
+    folder = seed_set(CALIBRATION_SEED)
     out: list[npt.NDArray[np.float32]] = []
     for path in sorted((folder / "images").glob("*.png")):
         arr = np.asarray(load_image(path))

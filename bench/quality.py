@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_demo_model import offline_env  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
-from bench._reasoning import reasoning_section  # noqa: E402
+from bench._reasoning import gt_boxes, reasoning_section  # noqa: E402
 
 offline_env(ROOT / "var" / "yolo_cfg")  # before anything imports ultralytics
 
@@ -44,7 +44,6 @@ from nesydet.pipeline import geometry as geo  # noqa: E402
 from nesydet.pipeline.config import VisualizationConfig  # noqa: E402
 from nesydet.pipeline.detector import Detector  # noqa: E402
 from nesydet.pipeline.evaluate import EvalResult, ImageBoxes, evaluate  # noqa: E402
-from nesydet.pipeline.export import parse_yolo  # noqa: E402
 from nesydet.pipeline.image_io import load_image  # noqa: E402
 from nesydet.pipeline.nms import BORDER_IOS, merge_slices  # noqa: E402
 from nesydet.pipeline.reasoning.facts import build_facts  # noqa: E402
@@ -90,12 +89,6 @@ def ensure_heldout() -> list[Path]:
         )
         images = sorted((HELDOUT / "images").glob("*.png"))
     return images
-
-
-def gt_boxes(image: Path) -> ImageBoxes:
-    """Returns the ground truth of a held-out image (normalised polygons)."""
-    labels = parse_yolo((HELDOUT / "labels" / f"{image.stem}.txt").read_text())
-    return ImageBoxes.from_labels(labels, with_scores=False)
 
 
 def det_boxes(dets: Sequence[Detection], w: int, h: int) -> ImageBoxes:

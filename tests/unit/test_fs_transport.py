@@ -18,7 +18,12 @@ URL = "filesystem://localhost/"
 def test_a_message_being_written_is_invisible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    # every folder under tmp_path: kombu's default control folder is ./control
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+    }
     seen: list[object] = []
     with (
         Connection(URL, transport="nesydet.fs_transport:Transport", transport_options=options) as a,
