@@ -312,14 +312,11 @@ effect(Id, bridge, bridge_over_water, boost(0.05)) :-
 
 decide(Id, Action, Conf, Class, Fired) :-
     det(Id, C0, Conf0, _, _),
-    findall(R-E, effect(Id, C0, R, E), Effects0),
-    first_per_rule(Effects0, Effects),
-    boost_total(Effects, Boost),
-    penalty_total(Effects, Penalty),
-    Conf1 is Conf0 + Boost - Penalty,
-    clamp(Conf1, Conf),
-    pairs_keys(Effects, Fired0),
-    (   memberchk(_-drop, Effects)
+    findall(R-E, effect(Id, C0, R, E), Effects),
+    tally(Effects, [], Fired0, 0, Boost, 0, Penalty, keep, Hard),
+    max_total_boost(Max),
+    Conf is max(0.0, min(1.0, Conf0 + min(Boost, Max) - Penalty)),
+    (   Hard == drop
     ->  Action = drop, Class = C0, Fired = Fired0
     ;   threshold(T), Conf < T
     ->  Action = drop, Class = C0, Fired = Fired0
@@ -328,23 +325,21 @@ decide(Id, Action, Conf, Class, Fired) :-
     ;   Action = keep, Class = C0, Fired = Fired0
     ).
 
-boost_total(Effects, Boost) :-
-    findall(B, member(_-boost(B), Effects), Bs),
-    sum_list(Bs, B0),
-    max_total_boost(Max),
-    Boost is min(B0, Max).
+% tally(+Effects, +Seen, -Fired, +B0, -B, +P0, -P, +H0, -H): one pass over the effects,
+% counting only the first of each rule name, so a rule listed with several neighbour
+% classes still counts once. Fired: the rule names in the order they fired; B: the sum of
+% the boosts (from B0); P: the sum of the penalties (from P0); H: drop when a hard rule
+% fired (else H0).
+tally([], _, [], B, B, P, P, H, H).
+tally([R-E|T], Seen, Fired, B0, B, P0, P, H0, H) :-
+    (   memberchk(R, Seen)
+    ->  tally(T, Seen, Fired, B0, B, P0, P, H0, H)
+    ;   Fired = [R|Fired1],
+        add_effect(E, B0, B1, P0, P1, H0, H1),
+        tally(T, [R|Seen], Fired1, B1, B, P1, P, H1, H)
+    ).
 
-penalty_total(Effects, Penalty) :-
-    findall(P, member(_-penalty(P), Effects), Ps),
-    sum_list(Ps, Penalty).
-
-clamp(X, Y) :- Y is max(0.0, min(1.0, X)).
-
-% first_per_rule(+Effects, -Unique): keep the first effect of each rule name, so a rule
-% listed with several neighbour classes still counts once.
-first_per_rule([], []).
-first_per_rule([R-E|T], [R-E|U]) :-
-    exclude(same_rule(R), T, T1),
-    first_per_rule(T1, U).
-
-same_rule(R, R2-_) :- R == R2.
+add_effect(boost(X), B0, B, P, P, H, H) :- !, B is B0 + X.
+add_effect(penalty(X), B, B, P0, P, H, H) :- !, P is P0 + X.
+add_effect(drop, B, B, P, P, _, drop) :- !.
+add_effect(_, B, B, P, P, H, H).

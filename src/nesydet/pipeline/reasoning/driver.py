@@ -124,7 +124,7 @@ nd_drop(T) :-
            catch(abolish(T:N/A), _, true)).
 
 %!  nd_run(+Template, +Facts, +Limit, -Out) is det.
-%   Decide every det/5 of Facts with the rules of Template. Out is a string: either
+%   Decide every det/5 of Facts with the rules of Template. Out is text: either
 %   "error" TAB message, or one line per detection: Id TAB Action TAB Conf TAB Class TAB
 %   the names of the rules that fired, joined by the unit separator (0x1F), which no rule
 %   name holds. (Tab-separated lines are ~5x cheaper than JSON here.)
@@ -167,10 +167,10 @@ separate_near(M, I, K, D) :-
 assert_fact(M, F) :- assertz(M:F).
 
 solve(M, Out) :-
-    with_output_to(string(Out),
-                   forall(M:det(Id, _, _, _, _), decide_one(M, Id))).
+    findall(Line, ( M:det(Id, _, _, _, _), decide_one(M, Id, Line) ), Lines),
+    atomic_list_concat(Lines, '\n', Out).
 
-decide_one(M, Id) :-
+decide_one(M, Id, Line) :-
     (   M:decide(Id, A, C, K, Rs0) -> true
     ;   throw(rules_error(format('decide/5 failed for detection ~w', [Id])))
     ),
@@ -180,9 +180,10 @@ decide_one(M, Id) :-
     ),
     maplist(rule_name, Rs0, Rs),
     atomic_list_concat(Rs, '\x1f\', RuleText),  % a separator no rule name holds
-    format("~d\t~w\t~15g\t~w\t~w~n", [Id, A, C, K, RuleText]).
+    % atomic_list_concat/3 rather than format/2 or write/1: a third of their time.
+    atomic_list_concat([Id, A, C, K, RuleText], '\t', Line).
 
-rule_name(R, S) :- (atomic(R) -> atom_string(R, S) ; term_string(R, S)).
+rule_name(R, S) :- ( atomic(R) -> S = R ; term_string(R, S) ).
 
 message_text(rules_error(format(F, A)), S) :- !, format(string(S), F, A).
 message_text(rules_error(Msg), S) :- !, format(string(S), '~w', [Msg]).

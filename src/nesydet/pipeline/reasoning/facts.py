@@ -197,10 +197,9 @@ def _det_facts(
         if med > 0:
             rel[sel] = areas[sel] / med
     frac = areas / float(max(w * h, 1))
-    return [
-        f"det({k},{atoms[class_names[k]]},{scores[k]:.6f},{frac[k]:.8f},{rel[k]:.4f})"
-        for k in range(n)
-    ]
+    # Python floats: formatting numpy scalars one by one is slower.
+    rows = zip(class_names, scores.tolist(), frac.tolist(), rel.tolist(), strict=True)
+    return [f"det({k},{atoms[c]},{p:.6f},{a:.8f},{r:.4f})" for k, (c, p, a, r) in enumerate(rows)]
 
 
 def _pair_facts(g: PairGeometry, want: frozenset[str]) -> list[str]:
