@@ -9,16 +9,14 @@ not thread-safe.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from nesydet.pipeline.errors import RulesError
 from nesydet.pipeline.paths import UnsafePathError, resolve_in_dirs
@@ -34,9 +32,8 @@ RULES_SUFFIXES = (".pl", ".pro")
 VALID_ACTIONS = ("keep", "drop", "relabel")
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The rules' verdict on one detection."""
+class Decision(NamedTuple):
+    """The rules' verdict on one detection (a named tuple: a dense scene makes hundreds)."""
 
     action: Action
     confidence: float
@@ -292,19 +289,20 @@ def _parse_decisions(text: str, n: int, class_names: set[str]) -> list[Decision]
         try:
             if len(fields) != 5:
                 raise ValueError(f"{len(fields)} fields")
-            idx, action, conf, cls = int(fields[0]), fields[1], float(fields[2]), fields[3]
+            idx_text, action, conf_text, cls, names = fields
+            idx, conf = int(idx_text), float(conf_text)
         except ValueError as exc:
             detail = f"{line[:300]!r}: {exc}"
             raise RulesError("rules returned a malformed decision", detail) from exc
-        rules = fields[4].split(RULE_SEPARATOR) if fields[4] else []
         if not 0 <= idx < n or out[idx] is not None:
             raise RulesError("rules returned a decision for an unknown or repeated id", str(idx))
         if action not in VALID_ACTIONS:
             raise RulesError("rules returned an unknown action", action)
-        if not math.isfinite(conf) or not 0.0 <= conf <= 1.0:
+        if not 0.0 <= conf <= 1.0:  # NaN fails this too
             raise RulesError("rules returned a confidence outside [0, 1]", f"id {idx}: {conf}")
         if cls not in class_names:
             raise RulesError("rules relabelled to a class the model does not know", cls)
+        rules = names.split(RULE_SEPARATOR) if names else []
         out[idx] = Decision(cast(Action, action), conf, cls, rules)
     missing = [k for k, d in enumerate(out) if d is None]
     if missing:
