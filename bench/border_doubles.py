@@ -15,6 +15,10 @@ anything after the merge can remove them without losing objects:
   and the bench counts the boxes the model finds there, by what the pair really is (one
   object boxed twice, two neighbours, a box on nothing). Were the doubles an accident of
   where the grid fell, the second look would find one box on them.
+* **Where the doubles are made**: the "one slice" count says in how many of them the slice
+  cuts the object (a double the border made), and a last table gives the rate of objects
+  boxed twice by one slice by their distance to that slice's nearest inner edge. Were the
+  model's doubles a border effect, objects near an edge would be doubled more often.
 
 Seeds 1 and 2 tuned the merge's thresholds (``nms.BORDER_IOS``); seed 0 is the report seed
 of ``bench.quality``.
@@ -64,7 +68,7 @@ COVER_IOU = 0.3  # a box of the second look on a pair box (bench.quality's "cove
 class Tally:
     """One variant's counts and boxes over a seed's scenes."""
 
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(6, dtype=np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(7, dtype=np.int64))
     preds: list[ImageBoxes] = field(default_factory=list)
 
 
@@ -222,6 +226,47 @@ def second_look(
     return out
 
 
+EDGE_BINS = (0, 64, 128, 256)  # px from the slice's nearest inner edge
+
+
+def edge_bin(gap: float) -> str:
+    """Returns the label of the EDGE_BINS range a distance (px) falls in."""
+    if gap < 0:
+        return "cut by it"
+    k = int(np.searchsorted(EDGE_BINS, gap, side="right")) - 1
+    return (
+        f">= {EDGE_BINS[k]} px"
+        if k == len(EDGE_BINS) - 1
+        else f"{EDGE_BINS[k]}-{EDGE_BINS[k + 1] - 1} px"
+    )
+
+
+def edge_distance_doubles(
+    r: RawDetections, src: Ints, gt: ImageBoxes, windows: list[geo.Window], w: int, h: int
+) -> Counter[tuple[str, str]]:
+    """Returns, by the distance of each found object to the nearest inner edge of the slice
+    that boxed it (its envelope inside that slice; a negative distance: the edge cuts it),
+    how many objects were found and how many of them twice by boxes of that one slice."""
+    assert r.obb is not None
+    gp = gt.polygons * np.array([w, h])
+    env = geo.polygon_envelopes(gp)
+    a, b = covering_pairs(gp, gt.classes, geo.obb_to_polygons(r.obb), r.classes)
+    boxes: dict[int, list[int]] = {}
+    for obj, box in zip(a.tolist(), b.tolist(), strict=True):
+        boxes.setdefault(obj, []).append(box)
+    out: Counter[tuple[str, str]] = Counter()
+    for obj, found in boxes.items():
+        slices = Counter(src[found].tolist())
+        x0, y0, x1, y1 = windows[slices.most_common(1)[0][0]]
+        gaps = [env[obj, 0] - x0 if x0 > 0 else np.inf, x1 - env[obj, 2] if x1 < w else np.inf]
+        gaps += [env[obj, 1] - y0 if y0 > 0 else np.inf, y1 - env[obj, 3] if y1 < h else np.inf]
+        gap = min(gaps)
+        label = edge_bin(gap)
+        out[(label, "found")] += 1
+        out[(label, "twice")] += len(found) >= 2 and len(slices) == 1
+    return out
+
+
 def seed_images(seed: int) -> list[Path]:
     """Returns a held-out seed's scenes (seed 0: bench.quality's set), rendering when missing."""
     if seed == 0:
@@ -230,10 +275,14 @@ def seed_images(seed: int) -> list[Path]:
 
 
 def run_seed(
-    det: Detector, seed: int, args: argparse.Namespace, looks: Counter[tuple[str, str]]
+    det: Detector,
+    seed: int,
+    args: argparse.Namespace,
+    looks: Counter[tuple[str, str]],
+    edges: Counter[tuple[str, str]],
 ) -> tuple[dict[str, Tally], list[ImageBoxes]]:
     """Returns every variant's tally over one seed's scenes and their ground truth; adds to
-    the second-look counts."""
+    the second-look and edge-distance counts."""
     tallies = {name: Tally() for name in VARIANTS}
     gts: list[ImageBoxes] = []
     for path in seed_images(seed)[: args.limit or None]:
@@ -247,6 +296,7 @@ def run_seed(
             boxes = raw_boxes(out, w, h)
             tallies[name].preds.append(boxes)
             tallies[name].counts += border_duplicates(boxes, gt, windows, w, h, out_src)
+        edges.update(edge_distance_doubles(r, src, gt, windows, w, h))
         i, j, _, ios = same_slice_pairs(r, src)
         pairs = (i[ios >= PAIR_IOS], j[ios >= PAIR_IOS])
         kinds = pair_kinds(r, gt, w, h, *pairs)
@@ -264,21 +314,37 @@ def print_variants(seed: int, tallies: dict[str, Tally], gts: list[ImageBoxes]) 
     for name, tally in tallies.items():
         ev = evaluate(tally.preds, gts)
         base = ev.recall if base is None else base
-        cut, _, twice, one_slice, uncut, uncut_twice = tally.counts.tolist()
+        cut, _, twice, one_slice, uncut, uncut_twice, one_cut = tally.counts.tolist()
         rows.append(
             [
                 name,
                 f"{twice}/{cut} = {100 * twice / max(cut, 1):.2f} %",
-                one_slice,
+                f"{one_slice} ({one_cut})",
+                f"{100 * (twice - one_slice + one_cut) / max(cut, 1):.2f} %",
                 f"{100 * uncut_twice / max(uncut, 1):.2f} %",
                 ev.recall,
                 f"{ev.recall - base:+.4f}",
                 ev.map50,
             ]
         )
-    headers = ["after the merge", "cut objects twice", "one slice", "uncut twice", "recall"]
+    headers = ["after the merge", "cut objects twice", "one slice (cut there)"]
+    headers += ["made by borders", "uncut twice", "recall"]
     print(f"\nseed {seed}{' (tuning)' if seed in (1, 2) else ''}")
     print(table([*headers, "change", "mAP50"], rows))
+
+
+def print_edge_distances(edges: Counter[tuple[str, str]]) -> None:
+    """Prints how often the model boxes an object twice by its distance to the slice's edge."""
+    print(
+        "\nobjects boxed twice by one slice, by the distance from the object to that slice's "
+        "nearest inner edge (all seeds, after the merge)"
+    )
+    labels = [edge_bin(x) for x in (-1, *EDGE_BINS)]
+    rows = []
+    for label in labels:
+        found, twice = edges[(label, "found")], edges[(label, "twice")]
+        rows.append([label, found, twice, f"{100 * twice / max(found, 1):.2f} %"])
+    print(table(["distance", "found", "twice", "rate"], rows))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -300,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     pipe.warmup()
     det = pipe.detector()
     looks: Counter[tuple[str, str]] = Counter()
+    edges: Counter[tuple[str, str]] = Counter()
     for seed in (int(s) for s in args.seeds.split(",")):
-        print_variants(seed, *run_seed(det, seed, args, looks))
+        print_variants(seed, *run_seed(det, seed, args, looks, edges))
+    print_edge_distances(edges)
     kinds = sorted({k for k, _ in looks})
     found = ["none", "one", "two or more"]
     print(

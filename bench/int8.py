@@ -146,7 +146,7 @@ def quality(det: OnnxRuntimeDetector, images: list[Path]) -> list[object]:
     """Returns P, R, mAP50 and border duplicates of one merged sliced pass over `images`."""
     preds: list[ImageBoxes] = []
     gts: list[ImageBoxes] = []
-    dups = np.zeros(6, dtype=np.int64)
+    dups = np.zeros(7, dtype=np.int64)
     for path in images:
         img = load_image(path)
         w, h = img.size

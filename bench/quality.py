@@ -129,49 +129,55 @@ def border_duplicates(
     w: int,
     h: int,
     sources: npt.NDArray[np.int64] | None = None,
-) -> tuple[int, int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int, int]:
     """Returns (ground-truth objects cut by a slice edge, how many were found, found twice or
     more, found twice or more by boxes of one slice only, objects cut by no slice edge, of
-    those found twice or more).
+    those found twice or more, of the one-slice doubles those whose slice cuts the object).
 
     A prediction "covers" an object when it has its class and IoU >= 0.3 or lies >= 60 %
     inside it (a truncated partial box). `sources` (the slice of each prediction) tells the
     model's own double boxes, made inside one slice, from duplicates made by slicing; without
-    it the fourth count is 0. The last two give the rate of the model's double boxes where
-    slicing plays no part, the floor under the rate on cut objects.
+    it the fourth and last counts are 0. A one-slice double on an object that slice sees
+    whole is the model's own; one on an object the slice's edge cuts is made by the border.
+    The fifth and sixth give the rate of the model's double boxes where slicing plays no
+    part, the floor under the rate on cut objects.
     """
     gp = gt.polygons * np.array([w, h])
     pp = pred.polygons * np.array([w, h])
     env = geo.polygon_envelopes(gp)
-    cut = np.zeros(len(gp), dtype=bool)
-    for win in windows:
+    cut_by = np.zeros((len(windows), len(gp)), dtype=bool)
+    for k, win in enumerate(windows):
         x0, y0, x1, y1 = win
         hits = (env[:, 0] < x1) & (env[:, 2] > x0) & (env[:, 1] < y1) & (env[:, 3] > y0)
-        cut |= (
+        cut_by[k] = (
             hits
             & geo.edge_truncated(env, win, w, h, tol=0.0)
             & ~((env[:, 0] >= x0) & (env[:, 2] <= x1) & (env[:, 1] >= y0) & (env[:, 3] <= y1))
         )
+    cut = cut_by.any(axis=0)
     n, n_whole = int(cut.sum()), int((~cut).sum())
     if len(gp) == 0 or len(pp) == 0:
-        return n, 0, 0, 0, n_whole, 0
+        return n, 0, 0, 0, n_whole, 0, 0
     a, b = covering_pairs(gp, gt.classes, pp, pred.classes)
     cover = Counter(a.tolist())
     twice = {o for o, c in cover.items() if c >= 2}
-    one_slice = 0
+    one_slice: list[int] = []
+    in_cut_view = 0
     if sources is not None:
         slices: dict[int, set[int]] = {}
         for obj, box in zip(a.tolist(), b.tolist(), strict=True):
             slices.setdefault(obj, set()).add(int(sources[box]))
-        one_slice = sum(1 for o in twice if cut[o] and len(slices[o]) == 1)
+        one_slice = [o for o in twice if cut[o] and len(slices[o]) == 1]
+        in_cut_view = sum(1 for o in one_slice if cut_by[next(iter(slices[o])), o])
     found = sum(1 for o in cover if cut[o])
     return (
         n,
         found,
         sum(1 for o in twice if cut[o]),
-        one_slice,
+        len(one_slice),
         n_whole,
         sum(1 for o in twice if not cut[o]),
+        in_cut_view,
     )
 
 
@@ -569,7 +575,11 @@ def print_border_duplicates(
     for key, label in labels.items():
         if not dup.get(key):
             continue
-        n, found, twice, one, whole, whole_twice = (sum(x[i] for x in dup[key]) for i in range(6))
+        n, found, twice, one, whole, whole_twice, one_cut = (
+            sum(x[i] for x in dup[key]) for i in range(7)
+        )
+        split = key not in no_sources
+        border = twice - one + one_cut
         rows.append(
             [
                 label,
@@ -577,20 +587,25 @@ def print_border_duplicates(
                 found,
                 twice,
                 f"{100 * twice / max(n, 1):.2f}%",
-                twice - one if key not in no_sources else "-",
-                one if key not in no_sources else "-",
+                twice - one if split else "-",
+                one_cut if split else "-",
+                one - one_cut if split else "-",
+                f"{100 * border / max(n, 1):.2f}%" if split else "-",
                 f"{100 * whole_twice / max(whole, 1):.2f}%",
                 ev[key].recall,
                 ev[key].precision,
             ]
         )
-    headers = ["merge", "cut objs", "found", "duplicated", "of cut", "by slicing", "one slice"]
+    headers = ["merge", "cut objs", "found", "duplicated", "of cut", "by slicing"]
+    headers += ["one slice, cut", "one slice, whole", "made by borders"]
     print(table([*headers, "uncut twice", "recall", "precision"], rows))
     print(
         "of cut: duplicated / cut objects; by slicing: boxes of two or more slices on one cut "
-        "object; one slice: the model's own double box inside one slice; uncut twice: the "
-        "share of objects cut by no slice edge that are found twice, the model's double boxes "
-        "where slicing plays no part"
+        "object; one slice, cut / whole: two boxes of one slice, which cuts the object / sees "
+        "it whole (the model's own double box, as on objects no edge cuts); made by borders: "
+        "(by slicing + one slice, cut) / cut objects; uncut twice: the share of objects cut "
+        "by no slice edge that are found twice, the model's double boxes where slicing plays "
+        "no part"
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from bench.border_doubles import pairwise, straddling
+from bench.border_doubles import edge_distance_doubles, pairwise, straddling
 
 from nesydet.pipeline import geometry as geo
+from nesydet.pipeline.evaluate import ImageBoxes
 from nesydet.pipeline.types import RawDetections
 
 
@@ -49,3 +50,32 @@ def test_a_box_straddling_two_surer_neighbours_goes() -> None:
     # The cars' own boxes touch without overlapping: none of them goes.
     kept, _ = straddling(0.7)(r.take(np.arange(3)), np.zeros(3, dtype=np.int64))
     assert len(kept) == 3
+
+
+def test_doubles_are_binned_by_distance_to_the_slice_edge() -> None:
+    # Slices [0, 640) and [512, 1152) side by side. Object A (x 600-616) lies whole in
+    # slice 0, 24 px from its right edge, and is boxed twice there; object B (x 100-116)
+    # lies 412 px from any inner edge and is boxed once; object C (x 630-650) is cut by
+    # slice 0's edge and boxed by slice 0 only.
+    w, h = 1152, 640
+    windows = [(0, 0, 640, 640), (512, 0, 1152, 640)]
+
+    def rect(x0: float, x1: float) -> list[list[float]]:
+        return [[x0 / w, 300 / h], [x1 / w, 300 / h], [x1 / w, 308 / h], [x0 / w, 308 / h]]
+
+    gt = ImageBoxes(np.array([rect(600, 616), rect(100, 116), rect(630, 650)]), np.full(3, 10))
+    r = _boxes(
+        [
+            [608, 304, 16, 8, 0.0],
+            [609, 304, 15, 8, 0.0],
+            [108, 304, 16, 8, 0.0],
+            [635, 304, 10, 8, 0.0],
+        ],
+        [0.9, 0.5, 0.9, 0.9],
+    )
+    counts = edge_distance_doubles(r, np.zeros(4, dtype=np.int64), gt, windows, w, h)
+    assert counts[("0-63 px", "found")] == 1
+    assert counts[("0-63 px", "twice")] == 1
+    assert counts[(">= 256 px", "found")] == 1
+    assert counts[(">= 256 px", "twice")] == 0
+    assert counts[("cut by it", "found")] == 1

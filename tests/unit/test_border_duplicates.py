@@ -37,13 +37,18 @@ def test_cut_and_uncut_doubles_are_told_apart() -> None:
         np.full(6, 0.9),
     )
     sources = np.array([0, 1, 0, 0, 0, 0])
-    cut, found, twice, one_slice, uncut, uncut_twice = border_duplicates(
+    cut, found, twice, one_slice, uncut, uncut_twice, cut_there = border_duplicates(
         pred, gt, WINDOWS, W, H, sources
     )
-    assert (cut, found, twice, one_slice) == (1, 1, 1, 0)  # two slices: made by slicing
+    assert (cut, found, twice, one_slice, cut_there) == (1, 1, 1, 0, 0)  # made by slicing
     assert (uncut, uncut_twice) == (2, 1)
-    # Boxes of one slice only on the cut object: the model's own double box.
-    assert border_duplicates(pred, gt, WINDOWS, W, H, np.zeros(6, dtype=np.int64))[3] == 1
+    # Both boxes on the cut object from slice 0, whose right edge (x = 640) cuts it: one
+    # slice, and a double the border made.
+    counts = border_duplicates(pred, gt, WINDOWS, W, H, np.zeros(6, dtype=np.int64))
+    assert (counts[3], counts[6]) == (1, 1)
+    # Both from slice 1, which sees the object whole: the model's own double box.
+    counts = border_duplicates(pred, gt, WINDOWS, W, H, np.array([1, 1, 0, 0, 0, 0]))
+    assert (counts[3], counts[6]) == (1, 0)
 
 
 def test_other_classes_do_not_cover() -> None:
@@ -53,4 +58,4 @@ def test_other_classes_do_not_cover() -> None:
         np.array([10, 9]),
         np.full(2, 0.9),
     )
-    assert border_duplicates(pred, gt, WINDOWS, W, H) == (1, 1, 0, 0, 0, 0)
+    assert border_duplicates(pred, gt, WINDOWS, W, H) == (1, 1, 0, 0, 0, 0, 0)
