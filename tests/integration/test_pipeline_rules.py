@@ -90,6 +90,25 @@ def test_boosts_are_capped(dota: PrologReasoner) -> None:
     assert out[0].confidence == pytest.approx(0.65)  # 0.10 + 0.05 = 0.15 = the cap
 
 
+def test_a_rule_firing_twice_counts_once_with_its_first_effect(dota: PrologReasoner) -> None:
+    # court_complex supports a tennis court from another tennis court (+0.10, listed first)
+    # and from a basketball court (+0.05): the rule is named once and adds 0.10, not 0.15.
+    dets = [("tennis_court", 0.6, 0.001, 1.0), ("tennis_court", 0.9, 0.001, 1.0)]
+    dets.append(("basketball_court", 0.9, 0.001, 1.0))
+    out = run(dota, dets, both("near", 0, 1, 1.0) + both("near", 0, 2, 1.0))
+    assert out[0].rules == ["court_complex"]
+    assert out[0].confidence == pytest.approx(0.7)
+
+
+def test_a_hard_rule_drops_whatever_the_boosts(dota: PrologReasoner) -> None:
+    # A car covering 5 % of the image (implausible_size) in a group of cars: boosted, dropped.
+    dets = [("small_vehicle", 0.9, 0.05, 1.0), ("small_vehicle", 0.9, 0.0001, 1.0)]
+    out = run(dota, dets, both("near", 0, 1, 1.0))
+    assert out[0].action == "drop"
+    assert out[0].rules == ["cars_in_group", "implausible_size"]
+    assert out[0].confidence == pytest.approx(0.95)
+
+
 PENALTIES = [
     ("plane_on_harbor", "plane", "harbor", 0.5, 0.30),
     ("ship_on_land", "ship", "roundabout", 0.5, 0.30),
