@@ -37,6 +37,25 @@ def half_water(h: int = 50, w: int = 100) -> ContextMap:
     return ContextMap(labels, (4.0, 4.0), shore)
 
 
+def test_summed_area_tables_and_shares_of_maps_of_any_size() -> None:
+    # The tables live in a buffer the thread reuses: each call, at another size or the
+    # same, must give numpy's cumulative sums of that map, and shares its cell counts.
+    rng = np.random.default_rng(3)
+    for h, w in [(7, 9), (40, 30), (7, 9)]:
+        labels = rng.integers(0, len(SURFACES), (h, w)).astype(np.uint8)
+        ctx = ContextMap(labels, (4.0, 4.0), None)
+        tables = ctx.integral()
+        assert len(tables) == len(SURFACES)
+        for k, table in enumerate(tables):
+            want = np.zeros((h + 1, w + 1), dtype=np.int64)
+            want[1:, 1:] = np.cumsum(np.cumsum(labels == k, axis=0), axis=1)
+            assert table.shape == want.shape
+            assert (table == want).all()
+        counts = np.bincount(labels.ravel(), minlength=len(SURFACES))
+        assert ctx.shares() == pytest.approx(dict(zip(SURFACES, counts / labels.size, strict=True)))
+        assert all(type(v) is float for v in ctx.shares().values())
+
+
 def test_surface_shares_of_windows_and_rings() -> None:
     ctx = half_water()
     centres = np.array([[40.0, 100.0], [200.0, 100.0], [360.0, 100.0]])

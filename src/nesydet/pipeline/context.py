@@ -12,6 +12,7 @@ Cost is linear in pixels and small next to inference (see ``bench/quality.py``).
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ FEATURE_VERSION = 1
 # Water patches smaller than this many cells (about 40 x 40 px) are taken for dark roofs or
 # shadows rather than a pond: a shore that is not there would mislead every shore rule.
 MIN_WATER_CELLS = 100
+# Per-thread scratch memory of ContextMap.integral (a worker reuses it image after image).
+_SCRATCH = threading.local()
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -170,17 +173,28 @@ class ContextMap:
     shore: F32 | None
 
     def integral(self) -> list[npt.NDArray[np.int32]]:
-        """Returns one (h + 1, w + 1) summed-area table per surface, in `SURFACES` order."""
+        """Returns one (h + 1, w + 1) summed-area table per surface, in `SURFACES` order.
+
+        The tables are views of a buffer this thread reuses: they hold until its next call.
+        Fresh tables cost more to fault in than to fill (six of a 512 x 512 map: 4.9 ms in
+        new memory, 1.1 ms in the reused buffer).
+        """
         cv2 = _cv2()
-        return [
-            cv2.integral((self.labels == k).astype(np.uint8), sdepth=cv2.CV_32S)
-            for k in range(len(SURFACES))
-        ]
+        h, w = self.labels.shape
+        shape = (len(SURFACES), h + 1, w + 1)
+        tables: npt.NDArray[np.int32] | None = getattr(_SCRATCH, "tables", None)
+        if tables is None or tables.shape != shape:
+            tables = np.empty(shape, dtype=np.int32)
+            _SCRATCH.tables = tables
+        for k in range(len(SURFACES)):
+            cv2.integral((self.labels == k).astype(np.uint8), sum=tables[k], sdepth=cv2.CV_32S)
+        return list(tables)
 
     def shares(self) -> dict[str, float]:
         """Returns the fraction of the image covered by each surface."""
-        counts = np.bincount(self.labels.ravel(), minlength=len(SURFACES))
-        total = max(int(counts.sum()), 1)
+        # count_nonzero per surface: bincount widens every uint8 label first (6x slower)
+        counts = [np.count_nonzero(self.labels == k) for k in range(len(SURFACES))]
+        total = max(self.labels.size, 1)
         return {name: float(c) / total for name, c in zip(SURFACES, counts, strict=True)}
 
 
