@@ -160,12 +160,17 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def pair_kinds(r: RawDetections, gt: ImageBoxes, w: int, h: int, i: Ints, j: Ints) -> list[str]:
-    """Returns what each pair really is: one object twice, two neighbours, or a false box."""
+def object_box_pairs(r: RawDetections, gt: ImageBoxes, w: int, h: int) -> tuple[Ints, Ints]:
+    """Returns the (object, box) index pairs where a box of `r` covers a ground-truth object."""
     assert r.obb is not None
-    a, b = covering_pairs(
-        gt.polygons * np.array([w, h]), gt.classes, geo.obb_to_polygons(r.obb), r.classes
-    )
+    gp = gt.polygons * np.array([w, h])
+    return covering_pairs(gp, gt.classes, geo.obb_to_polygons(r.obb), r.classes)
+
+
+def pair_kinds(cover: tuple[Ints, Ints], i: Ints, j: Ints) -> list[str]:
+    """Returns what each pair really is: one object twice, two neighbours, or a false box.
+    `cover`: the (object, box) pairs of `object_box_pairs`."""
+    a, b = cover
     covers: dict[int, set[int]] = {}
     for obj, box in zip(a.tolist(), b.tolist(), strict=True):
         covers.setdefault(box, set()).add(obj)
@@ -242,15 +247,14 @@ def edge_bin(gap: float) -> str:
 
 
 def edge_distance_doubles(
-    r: RawDetections, src: Ints, gt: ImageBoxes, windows: list[geo.Window], w: int, h: int
+    cover: tuple[Ints, Ints], src: Ints, gt: ImageBoxes, windows: list[geo.Window], w: int, h: int
 ) -> Counter[tuple[str, str]]:
     """Returns, by the distance of each found object to the nearest inner edge of the slice
     that boxed it (its envelope inside that slice; a negative distance: the edge cuts it),
-    how many objects were found and how many of them twice by boxes of that one slice."""
-    assert r.obb is not None
-    gp = gt.polygons * np.array([w, h])
-    env = geo.polygon_envelopes(gp)
-    a, b = covering_pairs(gp, gt.classes, geo.obb_to_polygons(r.obb), r.classes)
+    how many objects were found and how many of them twice by boxes of that one slice.
+    `cover`: the (object, box) pairs of `object_box_pairs`; `src`: each box's slice."""
+    env = geo.polygon_envelopes(gt.polygons * np.array([w, h]))
+    a, b = cover
     boxes: dict[int, list[int]] = {}
     for obj, box in zip(a.tolist(), b.tolist(), strict=True):
         boxes.setdefault(obj, []).append(box)
@@ -296,10 +300,11 @@ def run_seed(
             boxes = raw_boxes(out, w, h)
             tallies[name].preds.append(boxes)
             tallies[name].counts += border_duplicates(boxes, gt, windows, w, h, out_src)
-        edges.update(edge_distance_doubles(r, src, gt, windows, w, h))
+        cover = object_box_pairs(r, gt, w, h)
+        edges.update(edge_distance_doubles(cover, src, gt, windows, w, h))
         i, j, _, ios = same_slice_pairs(r, src)
         pairs = (i[ios >= PAIR_IOS], j[ios >= PAIR_IOS])
-        kinds = pair_kinds(r, gt, w, h, *pairs)
+        kinds = pair_kinds(cover, *pairs)
         looks.update(
             second_look(det, np.asarray(img), r, src, windows, kinds, pairs, args.crop, args.shift)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from bench.border_doubles import edge_distance_doubles, pairwise, straddling
+from bench.border_doubles import edge_distance_doubles, object_box_pairs, pairwise, straddling
 
 from nesydet.pipeline import geometry as geo
 from nesydet.pipeline.evaluate import ImageBoxes
@@ -73,7 +73,8 @@ def test_doubles_are_binned_by_distance_to_the_slice_edge() -> None:
         ],
         [0.9, 0.5, 0.9, 0.9],
     )
-    counts = edge_distance_doubles(r, np.zeros(4, dtype=np.int64), gt, windows, w, h)
+    cover = object_box_pairs(r, gt, w, h)
+    counts = edge_distance_doubles(cover, np.zeros(4, dtype=np.int64), gt, windows, w, h)
     assert counts[("0-63 px", "found")] == 1
     assert counts[("0-63 px", "twice")] == 1
     assert counts[(">= 256 px", "found")] == 1
