@@ -25,6 +25,7 @@ of ``bench.quality``.
 
     .venv/bin/python -m bench.border_doubles              # seeds 0, 1, 2, all scenes (~1 min)
     .venv/bin/python -m bench.border_doubles --seeds 0 --limit 2
+    .venv/bin/python -m bench.border_doubles --model var/train/candidate.pt
 """
 
 from __future__ import annotations
@@ -361,15 +362,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=0, help="scenes per seed (0: all)")
     ap.add_argument("--crop", type=int, default=160, help="second-look crop size (px)")
     ap.add_argument("--shift", type=int, default=16, help="crop offset from the slice's grid")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=ROOT / "models" / MODEL,
+        help="the detector's weights (a candidate's, say; default: the committed model)",
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the bench and prints its tables; returns the exit code."""
     args = parse_args(argv)
-    pipe = Pipeline(ROOT / "models", ROOT / "rules", default_model=MODEL, device="cpu")
+    model = args.model.resolve()
+    pipe = Pipeline(model.parent, ROOT / "rules", default_model=model.name, device="cpu")
     pipe.warmup()
     det = pipe.detector()
+    print(f"model {model}")
     looks: Counter[tuple[str, str]] = Counter()
     edges: Counter[tuple[str, str]] = Counter()
     for seed in (int(s) for s in args.seeds.split(",")):
