@@ -88,7 +88,8 @@ def make_split(
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
-    salt = {"train": 0, "val": 1}[split] if layout == "mixed" else 2
+    # car parks draw from seed streams of their own: (seed, 2, i) train, (seed, 3, i) val
+    salt = {"train": 0, "val": 1}[split] + (0 if layout == "mixed" else 2)
     prefix = split if layout == "mixed" else f"{split}_{layout}"
     for i in range(n_scenes):
         scene = generate_scene(scene_size, scene_size, (seed, salt, i), layout=layout)
