@@ -7,11 +7,10 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from tests.pipeline_fixtures import PYTHON, ROOT
+from tests.pipeline_fixtures import PYTHON, ROOT, demo_scenes_module
 
 SCRIPT = ROOT / "scripts" / "make_demo_dataset.py"
 SMALL = ["--train-scenes", "1", "--val-scenes", "1", "--scene-size", "640", "--tile", "320"]
-SMALL_VEHICLE, LARGE_VEHICLE = 10, 9
 
 
 def render(out: Path, *extra: str) -> None:
@@ -32,6 +31,9 @@ def label_classes(paths: list[Path]) -> Counter[int]:
 
 
 def test_car_park_scenes_add_tiles_of_vehicles_beside_the_default_ones(tmp_path: Path) -> None:
+    demo_scenes_module()
+    from demo_scenes import CLASS_IDS
+
     plain, more = tmp_path / "plain", tmp_path / "more"
     render(plain)
     render(more, "--car-park-scenes", "2")
@@ -46,6 +48,6 @@ def test_car_park_scenes_add_tiles_of_vehicles_beside_the_default_ones(tmp_path:
     assert not any("/val/" in k for k in added)
     # The extra tiles are car parks: vehicles make up most of their objects.
     classes = label_classes([more / k for k in added if k.startswith("labels/")])
-    vehicles = classes[SMALL_VEHICLE] + classes[LARGE_VEHICLE]
+    vehicles = classes[CLASS_IDS["small_vehicle"]] + classes[CLASS_IDS["large_vehicle"]]
     assert vehicles >= 0.8 * sum(classes.values())
     assert vehicles >= 50
